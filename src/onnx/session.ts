@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { encodeModel } from './proto.ts';
-import type { onnx } from './proto.ts';
+import type { ModelProto } from './proto.ts';
 
 export { ort };
 
@@ -13,7 +13,7 @@ export interface SessionOptions {
   threads?: number;
 }
 
-export async function createSession(model: onnx.IModelProto | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+export async function createSession(model: ModelProto | Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
   return ort.InferenceSession.create(bytes, {
     intraOpNumThreads: opts.threads ?? 0,

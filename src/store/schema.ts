@@ -1,0 +1,223 @@
+/**
+ * The search database: opening with checks, WAL, foreign keys, and numbered migrations.
+ * A file that is not SQLite, or is SQLite but not ours, is refused before anything is
+ * written to it, so a wrong --db never damages someone's file.
+ */
+import Database from 'better-sqlite3';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { InputError } from '../errors.ts';
+
+export type DB = Database.Database;
+
+/** Every operator of the search space; each has a count column `n_<op>` in `individuals`. */
+export const OPERATORS = ['sqr', 'neg', 'abs', 'log', 'exp', 'sqrt', 'tanh', 'pow', 'skp', 'mms', 'zsn', 'add', 'sub', 'mul', 'div'] as const;
+export type Operator = (typeof OPERATORS)[number];
+export const TERMINALS = ['W', 'G', 'X'] as const;
+export type Terminal = (typeof TERMINALS)[number];
+
+const opColumns = OPERATORS.map((op) => `  n_${op} INTEGER NOT NULL DEFAULT 0`).join(',\n');
+
+/** Migrations in order; migration i brings the schema from version i to i+1. Never edit one that has shipped. */
+export const MIGRATIONS: string[] = [
+  `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('app', 'symprune');
+
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY,
+  created TEXT NOT NULL,
+  updated TEXT NOT NULL,
+  config TEXT NOT NULL,              -- JSON of every setting that shapes the results
+  config_hash TEXT NOT NULL,
+  seed INTEGER NOT NULL,
+  model_path TEXT NOT NULL,
+  model_sha256 TEXT NOT NULL,
+  data_hashes TEXT NOT NULL,         -- JSON {split: sha256 of the token ids}
+  versions TEXT NOT NULL,            -- JSON {symprune, onnxruntime, node}
+  status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'interrupted')),
+  error TEXT,
+  seconds REAL NOT NULL DEFAULT 0    -- wall time spent in this run over all sessions
+);
+
+-- The GP engine's serialised state after a completed step: resume starts from the last one.
+CREATE TABLE checkpoints (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  created TEXT NOT NULL,
+  PRIMARY KEY (run, step)
+);
+
+CREATE TABLE individuals (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  id INTEGER NOT NULL,               -- the engine's individual id, dense from 0 within a run
+  infix TEXT NOT NULL,               -- canonical infix
+  tree TEXT NOT NULL,                -- JSON tree (Pruner-Zero format)
+  hash TEXT NOT NULL,                -- canonical hash
+  size INTEGER NOT NULL,
+  depth INTEGER NOT NULL,
+  n_W INTEGER NOT NULL,
+  n_G INTEGER NOT NULL,
+  n_X INTEGER NOT NULL,
+${opColumns},
+  parents TEXT NOT NULL DEFAULT '[]', -- JSON array of individual ids
+  origin TEXT NOT NULL,              -- init | seed | crossover | mutation | ...
+  step INTEGER NOT NULL,             -- step (iteration or generation) that created it
+  fingerprint TEXT,                  -- hash of the masks over all layers
+  invalid TEXT,                      -- why it never reached the evaluator
+  fitness REAL,                      -- final fitness: perplexity, Inf when invalid or failed, NULL while pending
+  fidelity TEXT,                     -- which evaluation the fitness comes from
+  created TEXT NOT NULL,
+  PRIMARY KEY (run, id)
+);
+CREATE INDEX individuals_fingerprint ON individuals (run, fingerprint);
+CREATE INDEX individuals_hash ON individuals (run, hash);
+
+CREATE TABLE evaluations (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL,
+  individual INTEGER NOT NULL,
+  fidelity TEXT NOT NULL CHECK (fidelity IN ('short', 'full')),
+  tokens INTEGER NOT NULL,           -- predicted tokens the perplexity is over
+  ppl REAL,                          -- NULL unless status is ok or reused
+  seconds REAL NOT NULL DEFAULT 0,
+  worker INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'timeout', 'crash', 'reused')),
+  error TEXT,
+  reused_from INTEGER REFERENCES evaluations(id),
+  created TEXT NOT NULL,
+  FOREIGN KEY (run, individual) REFERENCES individuals(run, id) ON DELETE CASCADE,
+  UNIQUE (run, individual, fidelity)
+);
+
+CREATE TABLE baselines (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  method TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  sparsity REAL NOT NULL,
+  split TEXT NOT NULL,
+  tokens INTEGER NOT NULL,
+  ppl REAL,
+  seconds REAL NOT NULL DEFAULT 0,
+  error TEXT,
+  created TEXT NOT NULL,
+  PRIMARY KEY (run, method, pattern, sparsity, split)
+);
+
+CREATE TABLE progress (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  step INTEGER NOT NULL,
+  evaluations INTEGER NOT NULL,      -- perplexity evaluations paid so far (short + full)
+  individuals INTEGER NOT NULL,
+  best REAL,
+  median REAL,
+  elapsed REAL NOT NULL,
+  created TEXT NOT NULL,
+  PRIMARY KEY (run, step)
+);
+`,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface OpenOptions {
+  /** Open for reading only (report, export): the file must exist and is never modified. */
+  readonly?: boolean;
+}
+
+const SQLITE_MAGIC = 'SQLite format 3\0';
+
+/** Open (or create) a symprune database, migrating it to the current schema. */
+export function openDatabase(path: string, opts: OpenOptions = {}): DB {
+  const abs = resolve(path);
+  const exists = existsSync(abs);
+  if (opts.readonly && !exists) throw new InputError(`${path}: no such database`);
+  if (exists) {
+    if (!statSync(abs).isFile()) throw new InputError(`${path}: not a file`);
+    checkHeader(path, abs);
+    if (!opts.readonly) checkWritable(path, abs, 'file');
+  } else {
+    const dir = dirname(abs);
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+    checkWritable(path, dir, 'folder');
+  }
+  let db: DB;
+  try {
+    db = new Database(abs, { readonly: !!opts.readonly, fileMustExist: exists });
+  } catch (e) {
+    throw new InputError(`${path}: cannot open database (${(e as Error).message})`);
+  }
+  try {
+    checkOurs(path, db);
+    if (!opts.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+    }
+    db.pragma('foreign_keys = ON');
+    migrate(path, db, !!opts.readonly);
+  } catch (e) {
+    db.close();
+    if (e instanceof InputError) throw e;
+    throw new InputError(`${path}: not a symprune database (${(e as Error).message})`);
+  }
+  return db;
+}
+
+function checkHeader(path: string, abs: string): void {
+  const size = statSync(abs).size;
+  if (size === 0) return; // an empty file is a fresh SQLite database
+  const fd = openSync(abs, 'r');
+  const buf = Buffer.alloc(16);
+  try {
+    readSync(fd, buf, 0, 16, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (size < 100 || buf.toString('latin1') !== SQLITE_MAGIC) throw new InputError(`${path}: not a symprune database (file is not a database)`);
+}
+
+function checkWritable(path: string, target: string, what: string): void {
+  try {
+    accessSync(target, constants.W_OK);
+  } catch {
+    throw new InputError(`${path}: ${what} is not writable`);
+  }
+}
+
+function checkOurs(path: string, db: DB): void {
+  // Reading the schema validates the whole header and schema pages: a damaged file throws here.
+  const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all() as string[];
+  if (tables.length === 0) return;
+  if (!tables.includes('meta')) throw new InputError(`${path}: not a symprune database (it holds other tables: ${tables.slice(0, 3).join(', ')})`);
+  const app = db.prepare(`SELECT value FROM meta WHERE key = 'app'`).pluck().get();
+  if (app !== 'symprune') throw new InputError(`${path}: not a symprune database (meta.app is ${JSON.stringify(app ?? null)})`);
+  const quick = db.pragma('quick_check', { simple: true });
+  if (quick !== 'ok') throw new InputError(`${path}: damaged symprune database (${String(quick)})`);
+}
+
+/** The schema version recorded in the file; 0 for a fresh file. */
+export function schemaVersion(db: DB): number {
+  const has = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`).get();
+  if (!has) return 0;
+  return (db.prepare(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).pluck().get() as number) ?? 0;
+}
+
+function migrate(path: string, db: DB, readonly: boolean): void {
+  const v = schemaVersion(db);
+  if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
+  if (v === SCHEMA_VERSION) return;
+  if (readonly) throw new InputError(`${path}: schema ${v} is older than ${SCHEMA_VERSION}; open it once with \`symprune search --resume\` to migrate`);
+  for (let i = v; i < SCHEMA_VERSION; i++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[i]!);
+      db.prepare(`INSERT INTO schema_version (version, applied) VALUES (?, ?)`).run(i + 1, new Date().toISOString());
+    })();
+  }
+}

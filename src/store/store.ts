@@ -1,0 +1,347 @@
+/**
+ * Writes of one search run. Each call is its own transaction (or joins the caller's), so a
+ * finished evaluation is on disk the moment it is recorded: `kill -9` loses nothing done.
+ */
+import { createHash } from 'node:crypto';
+import { InputError } from '../errors.ts';
+import { OPERATORS, TERMINALS, type DB, type Operator, type Terminal } from './schema.ts';
+
+export type RunStatus = 'running' | 'finished' | 'failed' | 'interrupted';
+export type Fidelity = 'short' | 'full';
+export type EvalStatus = 'ok' | 'error' | 'timeout' | 'crash' | 'reused';
+
+export interface RunInfo {
+  config: Record<string, unknown>;
+  seed: number;
+  modelPath: string;
+  modelSha256: string;
+  dataHashes: Record<string, string>;
+  versions: Record<string, string>;
+}
+
+export interface RunRow {
+  id: number;
+  created: string;
+  updated: string;
+  config: Record<string, unknown>;
+  configHash: string;
+  seed: number;
+  modelPath: string;
+  modelSha256: string;
+  dataHashes: Record<string, string>;
+  versions: Record<string, string>;
+  status: RunStatus;
+  error: string | null;
+  seconds: number;
+}
+
+/** Tree shape features stored as columns so SQL can correlate them with perplexity. */
+export interface TreeFeatures {
+  size: number;
+  depth: number;
+  terminals: Record<Terminal, number>;
+  ops: Partial<Record<Operator, number>>;
+}
+
+export interface IndividualInput {
+  id: number;
+  infix: string;
+  /** Pruner-Zero JSON tree (object or its JSON text). */
+  tree: unknown;
+  hash: string;
+  features: TreeFeatures;
+  parents: number[];
+  origin: string;
+  step: number;
+  fingerprint?: string | null;
+  invalid?: string | null;
+}
+
+export interface EvaluationInput {
+  individual: number;
+  fidelity: Fidelity;
+  tokens: number;
+  ppl: number | null;
+  seconds: number;
+  worker: number | null;
+  status: EvalStatus;
+  error?: string | null;
+  reusedFrom?: number | null;
+}
+
+export interface EvaluationRow extends Required<EvaluationInput> {
+  id: number;
+}
+
+export interface BaselineInput {
+  method: string;
+  pattern: string;
+  sparsity: number;
+  split: string;
+  tokens: number;
+  ppl: number | null;
+  seconds: number;
+  error?: string | null;
+}
+
+export interface ProgressInput {
+  step: number;
+  evaluations: number;
+  individuals: number;
+  best: number | null;
+  median: number | null;
+  elapsed: number;
+}
+
+const now = (): string => new Date().toISOString();
+
+/** JSON with sorted keys, so equal configurations hash equally whatever the key order. */
+export function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+export function configHash(config: Record<string, unknown>): string {
+  return createHash('sha256').update(stableJson(config)).digest('hex').slice(0, 16);
+}
+
+function toRun(r: Record<string, unknown>): RunRow {
+  return {
+    id: r.id as number,
+    created: r.created as string,
+    updated: r.updated as string,
+    config: JSON.parse(r.config as string),
+    configHash: r.config_hash as string,
+    seed: r.seed as number,
+    modelPath: r.model_path as string,
+    modelSha256: r.model_sha256 as string,
+    dataHashes: JSON.parse(r.data_hashes as string),
+    versions: JSON.parse(r.versions as string),
+    status: r.status as RunStatus,
+    error: (r.error as string | null) ?? null,
+    seconds: r.seconds as number,
+  };
+}
+
+/** Every run in the database, oldest first. */
+export function listRuns(db: DB): RunRow[] {
+  return (db.prepare(`SELECT * FROM runs ORDER BY id`).all() as Record<string, unknown>[]).map(toRun);
+}
+
+export function getRun(db: DB, id: number): RunRow | undefined {
+  const r = db.prepare(`SELECT * FROM runs WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+  return r && toRun(r);
+}
+
+function toEval(r: Record<string, unknown>): EvaluationRow {
+  return {
+    id: r.id as number,
+    individual: r.individual as number,
+    fidelity: r.fidelity as Fidelity,
+    tokens: r.tokens as number,
+    ppl: (r.ppl as number | null) ?? null,
+    seconds: r.seconds as number,
+    worker: (r.worker as number | null) ?? null,
+    status: r.status as EvalStatus,
+    error: (r.error as string | null) ?? null,
+    reusedFrom: (r.reused_from as number | null) ?? null,
+  };
+}
+
+const indCols = ['run', 'id', 'infix', 'tree', 'hash', 'size', 'depth', 'n_W', 'n_G', 'n_X', ...OPERATORS.map((o) => `n_${o}`), 'parents', 'origin', 'step', 'fingerprint', 'invalid', 'created'];
+
+/** The writer for one run; statements are prepared once. */
+export class RunStore {
+  readonly db: DB;
+  readonly runId: number;
+  private st: Record<string, import('better-sqlite3').Statement>;
+
+  private constructor(db: DB, runId: number) {
+    this.db = db;
+    this.runId = runId;
+    this.st = {
+      insInd: db.prepare(`INSERT INTO individuals (${indCols.join(', ')}) VALUES (${indCols.map(() => '?').join(', ')}) ON CONFLICT (run, id) DO NOTHING`),
+      indHash: db.prepare(`SELECT hash FROM individuals WHERE run = ? AND id = ?`),
+      setFp: db.prepare(`UPDATE individuals SET fingerprint = ? WHERE run = ? AND id = ?`),
+      setInvalid: db.prepare(`UPDATE individuals SET invalid = ?, fitness = ? WHERE run = ? AND id = ?`),
+      setFit: db.prepare(`UPDATE individuals SET fitness = ?, fidelity = ? WHERE run = ? AND id = ?`),
+      insEval: db.prepare(
+        `INSERT INTO evaluations (run, individual, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      getEval: db.prepare(`SELECT * FROM evaluations WHERE run = ? AND individual = ? AND fidelity = ?`),
+      byFp: db.prepare(
+        `SELECT id, fitness, fidelity FROM individuals WHERE run = ? AND fingerprint = ? AND fitness IS NOT NULL AND id != ? ORDER BY id LIMIT 1`,
+      ),
+      ckpt: db.prepare(`INSERT OR REPLACE INTO checkpoints (run, step, state, created) VALUES (?, ?, ?, ?)`),
+      dropOldCkpt: db.prepare(`DELETE FROM checkpoints WHERE run = ? AND step < ?`),
+      lastCkpt: db.prepare(`SELECT step, state FROM checkpoints WHERE run = ? ORDER BY step DESC LIMIT 1`),
+      prog: db.prepare(
+        `INSERT OR REPLACE INTO progress (run, step, evaluations, individuals, best, median, elapsed, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      base: db.prepare(
+        `INSERT OR REPLACE INTO baselines (run, method, pattern, sparsity, split, tokens, ppl, seconds, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      status: db.prepare(`UPDATE runs SET status = ?, error = ?, updated = ? WHERE id = ?`),
+      secs: db.prepare(`UPDATE runs SET seconds = seconds + ?, updated = ? WHERE id = ?`),
+    };
+  }
+
+  /** Start a new run. */
+  static create(db: DB, info: RunInfo): RunStore {
+    const t = now();
+    const r = db
+      .prepare(
+        `INSERT INTO runs (created, updated, config, config_hash, seed, model_path, model_sha256, data_hashes, versions, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')`,
+      )
+      .run(t, t, stableJson(info.config), configHash(info.config), info.seed, info.modelPath, info.modelSha256, stableJson(info.dataHashes), stableJson(info.versions));
+    return new RunStore(db, Number(r.lastInsertRowid));
+  }
+
+  /** Reopen an existing run for writing (resume). */
+  static open(db: DB, runId: number): RunStore {
+    if (!getRun(db, runId)) throw new InputError(`no run ${runId} in this database`);
+    return new RunStore(db, runId);
+  }
+
+  get run(): RunRow {
+    return getRun(this.db, this.runId)!;
+  }
+
+  /** Run fn in one transaction (nested calls join it). */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  /**
+   * Record an individual. Recording the same id twice is allowed (a resumed run replays the
+   * step it was killed in) but only with the same tree: anything else means the replay diverged.
+   */
+  addIndividual(ind: IndividualInput): void {
+    const f = ind.features;
+    for (const k of Object.keys(f.ops)) if (!(OPERATORS as readonly string[]).includes(k)) throw new Error(`unknown operator in features: ${k}`);
+    const tree = typeof ind.tree === 'string' ? ind.tree : JSON.stringify(ind.tree);
+    const res = this.st.insInd!.run(
+      this.runId,
+      ind.id,
+      ind.infix,
+      tree,
+      ind.hash,
+      f.size,
+      f.depth,
+      ...TERMINALS.map((t) => f.terminals[t] ?? 0),
+      ...OPERATORS.map((o) => f.ops[o] ?? 0),
+      JSON.stringify(ind.parents),
+      ind.origin,
+      ind.step,
+      ind.fingerprint ?? null,
+      ind.invalid ?? null,
+      now(),
+    );
+    if (res.changes === 0) {
+      const old = this.st.indHash!.pluck().get(this.runId, ind.id) as string;
+      if (old !== ind.hash) throw new Error(`individual ${ind.id} replayed as a different tree (${ind.hash} != ${old}): the resumed run diverged from the log`);
+    }
+    if (ind.invalid) this.st.setInvalid!.run(ind.invalid, Infinity, this.runId, ind.id);
+  }
+
+  setFingerprint(id: number, fingerprint: string): void {
+    this.st.setFp!.run(fingerprint, this.runId, id);
+  }
+
+  markInvalid(id: number, reason: string): void {
+    this.st.setInvalid!.run(reason, Infinity, this.runId, id);
+  }
+
+  setFitness(id: number, fitness: number, fidelity: Fidelity | null): void {
+    this.st.setFit!.run(fitness, fidelity, this.runId, id);
+  }
+
+  /** Record a finished evaluation; returns its id. */
+  addEvaluation(e: EvaluationInput): number {
+    const r = this.st.insEval!.run(
+      this.runId,
+      e.individual,
+      e.fidelity,
+      e.tokens,
+      e.ppl,
+      e.seconds,
+      e.worker,
+      e.status,
+      e.error ?? null,
+      e.reusedFrom ?? null,
+      now(),
+    );
+    return Number(r.lastInsertRowid);
+  }
+
+  /** The evaluation already recorded for an individual at a fidelity, if any (resume looks here first). */
+  evaluation(individual: number, fidelity: Fidelity): EvaluationRow | undefined {
+    const r = this.st.getEval!.get(this.runId, individual, fidelity) as Record<string, unknown> | undefined;
+    return r && toEval(r);
+  }
+
+  /** An earlier individual with the same mask fingerprint and a fitness, if any. */
+  sameMask(fingerprint: string, exceptId = -1): { id: number; fitness: number; fidelity: Fidelity | null } | undefined {
+    const r = this.st.byFp!.get(this.runId, fingerprint, exceptId) as { id: number; fitness: number; fidelity: Fidelity | null } | undefined;
+    return r;
+  }
+
+  /** Save the engine state after a completed step; only the latest is kept. */
+  saveCheckpoint(step: number, state: unknown): void {
+    this.tx(() => {
+      this.st.ckpt!.run(this.runId, step, JSON.stringify(state), now());
+      this.st.dropOldCkpt!.run(this.runId, step);
+    });
+  }
+
+  latestCheckpoint<T = unknown>(): { step: number; state: T } | undefined {
+    const r = this.st.lastCkpt!.get(this.runId) as { step: number; state: string } | undefined;
+    return r && { step: r.step, state: JSON.parse(r.state) as T };
+  }
+
+  addProgress(p: ProgressInput): void {
+    this.st.prog!.run(this.runId, p.step, p.evaluations, p.individuals, finiteOrNull(p.best), finiteOrNull(p.median), p.elapsed, now());
+  }
+
+  addBaseline(b: BaselineInput): void {
+    this.st.base!.run(this.runId, b.method, b.pattern, b.sparsity, b.split, b.tokens, b.ppl, b.seconds, b.error ?? null, now());
+  }
+
+  baselines(): BaselineInput[] {
+    return this.db.prepare(`SELECT method, pattern, sparsity, split, tokens, ppl, seconds, error FROM baselines WHERE run = ? ORDER BY ppl`).all(this.runId) as BaselineInput[];
+  }
+
+  setStatus(status: RunStatus, error: string | null = null): void {
+    this.st.status!.run(status, error, now(), this.runId);
+  }
+
+  addSeconds(s: number): void {
+    this.st.secs!.run(s, now(), this.runId);
+  }
+
+  /** Perplexity evaluations actually paid for (not reused), by fidelity. */
+  paidEvaluations(): { short: number; full: number } {
+    const rows = this.db
+      .prepare(`SELECT fidelity, COUNT(*) n FROM evaluations WHERE run = ? AND status != 'reused' GROUP BY fidelity`)
+      .all(this.runId) as { fidelity: Fidelity; n: number }[];
+    const out = { short: 0, full: 0 };
+    for (const r of rows) out[r.fidelity] = r.n;
+    return out;
+  }
+
+  individualCount(): number {
+    return this.db.prepare(`SELECT COUNT(*) FROM individuals WHERE run = ?`).pluck().get(this.runId) as number;
+  }
+}
+
+function finiteOrNull(x: number | null): number | null {
+  return x === null || !Number.isFinite(x) ? null : x;
+}

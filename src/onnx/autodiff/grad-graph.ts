@@ -113,9 +113,6 @@ export function emitGradientGraph(model: ModelProto, probed: Map<string, TensorI
   for (const n of graph.node ?? []) for (const o of n.output ?? []) if (o) producers.set(o, n);
 
   check(producers.has(opts.loss) || inputNames.has(opts.loss), `gradient: loss tensor '${opts.loss}' is not in the graph`);
-  const lossInfo = infos.get(opts.loss);
-  check(lossInfo && FLOAT_TYPES.has(lossInfo.dtype), `gradient: loss '${opts.loss}' is not a float tensor`);
-  check(numel(lossInfo.dims) === 1, `gradient: loss '${opts.loss}' must be a scalar, has shape [${lossInfo.dims}]`);
   const wrt = new Set(opts.wrt);
   for (const w of opts.wrt) {
     check(inits.has(w) || inputNames.has(w), `gradient: '${w}' is neither an initializer nor a graph input`);
@@ -123,6 +120,9 @@ export function emitGradientGraph(model: ModelProto, probed: Map<string, TensorI
     check(wi && FLOAT_TYPES.has(wi.dtype), `gradient: '${w}' is not a float tensor`);
   }
 
+  const lossInfo = infos.get(opts.loss);
+  check(lossInfo && FLOAT_TYPES.has(lossInfo.dtype), `gradient: loss '${opts.loss}' is not a float tensor`);
+  check(numel(lossInfo.dims) === 1, `gradient: loss '${opts.loss}' must be a scalar, has shape [${lossInfo.dims}]`);
   const available = new Set<string>([...inits.keys(), ...inputNames]);
   const nodes = topoSort(graph.node ?? [], available);
 

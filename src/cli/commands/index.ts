@@ -1,6 +1,7 @@
 /** Every subcommand, in the order `--help` lists them. */
 import type { CommandModule } from 'yargs';
 import { reportCommand } from './report.ts';
+import { exportCommand } from './export.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [reportCommand];
+export const commands: CommandModule<any, any>[] = [reportCommand, exportCommand];

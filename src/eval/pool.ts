@@ -1,0 +1,103 @@
+/**
+ * A piscina pool of candidate-evaluation workers with per-task timeouts and crash
+ * recovery. At most one task runs per worker and no more tasks are handed to piscina than
+ * there are workers, so a task's timeout clock starts when it starts running. A task that
+ * runs past its timeout is aborted (piscina terminates its worker) and a worker that dies
+ * fails only its own task; piscina starts a replacement and the caller carries on.
+ */
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { TransferListItem } from 'node:worker_threads';
+
+export type TaskOutcome<T> =
+  | { status: 'ok'; value: T; seconds: number }
+  | { status: 'error' | 'timeout' | 'crash'; error: string; seconds: number };
+
+/** What the worker handler returns: it never throws, so a rejection always means the worker died. */
+export type WorkerReply<T> = { ok: true; value: T } | { ok: false; error: string };
+
+export interface PoolOptions {
+  /** Worker module (an .mjs file that registers tsx, then loads the TypeScript handler). */
+  filename: string | URL;
+  workerData: unknown;
+  threads: number;
+  /** Per-task timeout in milliseconds (0 = none). */
+  taskTimeoutMs: number;
+}
+
+export class EvalPool {
+  private readonly pool: Piscina;
+  private readonly timeoutMs: number;
+  private running = 0;
+  private waiting: (() => void)[] = [];
+  readonly threads: number;
+  /** Workers lost to crashes and timeouts so far (each was replaced). */
+  replaced = 0;
+
+  constructor(opts: PoolOptions) {
+    this.threads = Math.max(1, Math.floor(opts.threads));
+    this.timeoutMs = opts.taskTimeoutMs;
+    const filename = opts.filename instanceof URL ? fileURLToPath(opts.filename) : opts.filename;
+    this.pool = new Piscina({
+      filename,
+      workerData: opts.workerData,
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: 2 ** 31 - 1, // workers hold a loaded model: never retire them for idling
+      // Node's default worker execArgv would repeat the parent's loader flags; the entry file registers tsx itself.
+      execArgv: [],
+    });
+    // A worker that dies between tasks is replaced by piscina; nothing to fail.
+    this.pool.on('error', () => {});
+  }
+
+  private async acquire(): Promise<void> {
+    if (this.running < this.threads) {
+      this.running++;
+      return;
+    }
+    await new Promise<void>((res) => this.waiting.push(res));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+
+  /** Run one task; never rejects: failures come back as outcomes. */
+  async run<T>(task: unknown, transferList?: TransferListItem[], timeoutMs = this.timeoutMs): Promise<TaskOutcome<T>> {
+    await this.acquire();
+    const t0 = performance.now();
+    const ctl = new AbortController();
+    const timer = timeoutMs > 0 ? setTimeout(() => ctl.abort(new Error('timeout')), timeoutMs) : undefined;
+    try {
+      const reply = (await this.pool.run(task, { signal: ctl.signal, transferList: transferList as never })) as WorkerReply<T>;
+      const seconds = (performance.now() - t0) / 1000;
+      return reply.ok ? { status: 'ok', value: reply.value, seconds } : { status: 'error', error: reply.error, seconds };
+    } catch (e) {
+      const seconds = (performance.now() - t0) / 1000;
+      this.replaced++;
+      if (ctl.signal.aborted) return { status: 'timeout', error: `timed out after ${(timeoutMs / 1000).toFixed(1)} s`, seconds };
+      return { status: 'crash', error: oneLine((e as Error).message ?? String(e)), seconds };
+    } finally {
+      if (timer) clearTimeout(timer);
+      this.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
+
+function oneLine(s: string): string {
+  return s.split('\n')[0]!.slice(0, 500);
+}
+
+/** Default worker count: every core but one for the main thread, at least one. */
+export function defaultWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
+}

@@ -2,7 +2,9 @@
  * Mean next-token cross-entropy appended to a causal LM graph, so a gradient graph can
  * differentiate it. Every position of every window counts (calibration and training
  * use full windows; attention_mask is not consulted): the loss is the mean over all
- * B*(T-1) predicted tokens of -log softmax(logits[:, t])[input_ids[:, t+1]].
+ * B*(T-1) predicted tokens of -log softmax(logits[:, t])[input_ids[:, t+1]]. It is one
+ * SoftmaxCrossEntropyLoss node over the flattened logits, the last position of each
+ * window carrying the ignored label -100.
  */
 import { DataType, onnx, type ModelProto } from './proto.ts';
 import { node, valueInfo } from './graph-build.ts';
@@ -24,6 +26,9 @@ export interface LossOptions {
   reduction?: 'mean' | 'sum-of-sequence-means';
 }
 
+/** Label of the positions without a next token. */
+export const IGNORE_LABEL = -100;
+
 /** The model with a scalar `loss` output (and `loss_per_sequence` if asked); logits kept. */
 export function appendLoss(model: ModelProto, opts: LossOptions = {}): ModelProto {
   const logits = opts.logits ?? 'logits';
@@ -41,35 +46,38 @@ export function appendLoss(model: ModelProto, opts: LossOptions = {}): ModelProt
   check(!taken.has('loss'), `model: already has a tensor named 'loss'`);
   const p = (s: string) => `/loss/${s}`;
   const c = (name: string, values: number[], scalar = false) => int64Tensor(p(name), scalar ? [] : [values.length], values);
-  // Targets: ids shifted left by one; the last position wraps around and is dropped below.
+  const perToken = opts.perSequence || opts.reduction === 'sum-of-sequence-means';
   const nodes = [
+    // Targets: ids shifted left by one, the last column ignored.
     node('Slice', [ids, p('one'), p('big'), p('one')], [p('ids_tail')]),
     node('Slice', [ids, p('zero'), p('one'), p('one')], [p('ids_head')]),
-    node('Concat', [p('ids_tail'), p('ids_head')], [p('targets')], undefined, { axis: 1 }),
-    node('Unsqueeze', [p('targets'), p('two')], [p('targets3')]),
-    node('LogSoftmax', [logits], [p('logprobs')], undefined, { axis: -1 }),
-    node('GatherElements', [p('logprobs'), p('targets3')], [p('picked3')], undefined, { axis: 2 }),
-    node('Squeeze', [p('picked3'), p('two')], [p('picked')]),
-    node('Slice', [p('picked'), p('zero'), p('minus_one'), p('one')], [p('predicted')]),
+    node('Mul', [p('ids_head'), p('zero_s')], [p('zeros_col')]),
+    node('Add', [p('zeros_col'), p('ignore_s')], [p('ignore_col')]),
+    node('Concat', [p('ids_tail'), p('ignore_col')], [p('targets')], undefined, { axis: 1 }),
+    node('Reshape', [p('targets'), p('minus_one')], [p('labels')]),
+    node('Flatten', [logits], [p('scores')], undefined, { axis: 2 }),
+    node('SoftmaxCrossEntropyLoss', [p('scores'), p('labels')], [perToken ? p('token_nll') : 'loss', p('log_prob')], undefined,
+      { reduction: perToken ? 'none' : 'mean', ignore_index: IGNORE_LABEL }),
   ];
   const outputs = [valueInfo('loss', DataType.FLOAT, [])];
-  if (opts.perSequence || opts.reduction === 'sum-of-sequence-means') {
-    nodes.push(node('ReduceMean', [p('predicted')], [p('seq_mean_logprob')], undefined, { axes: [1], keepdims: 0 }));
-    nodes.push(node('Neg', [p('seq_mean_logprob')], ['loss_per_sequence']));
+  if (perToken) {
+    nodes.push(
+      node('Shape', [ids], [p('ids_shape')]),
+      node('Reshape', [p('token_nll'), p('ids_shape')], [p('token_nll_bt')]),
+      node('Slice', [p('token_nll_bt'), p('zero'), p('minus_one'), p('one')], [p('predicted_nll')]),
+      node('ReduceMean', [p('predicted_nll')], ['loss_per_sequence'], undefined, { axes: [1], keepdims: 0 }),
+    );
     if (opts.perSequence) outputs.push(valueInfo('loss_per_sequence', DataType.FLOAT, ['batch']));
-  }
-  if (opts.reduction === 'sum-of-sequence-means') {
-    nodes.push(node('ReduceSum', ['loss_per_sequence'], ['loss'], undefined, { keepdims: 0 }));
-  } else {
-    nodes.push(node('ReduceMean', [p('predicted')], [p('mean_logprob')], undefined, { keepdims: 0 }));
-    nodes.push(node('Neg', [p('mean_logprob')], ['loss']));
+    if (opts.reduction === 'sum-of-sequence-means') nodes.push(node('ReduceSum', ['loss_per_sequence'], ['loss'], undefined, { keepdims: 0 }));
+    else nodes.push(node('ReduceMean', [p('predicted_nll')], ['loss'], undefined, { keepdims: 0 }));
   }
   return onnx.ModelProto.create({
     ...model,
     graph: {
       ...graph,
       node: [...(graph.node ?? []), ...nodes],
-      initializer: [...(graph.initializer ?? []), c('zero', [0]), c('one', [1]), c('two', [2]), c('minus_one', [-1]), c('big', [2 ** 53])],
+      initializer: [...(graph.initializer ?? []), c('zero', [0]), c('one', [1]), c('minus_one', [-1]), c('big', [2 ** 53]),
+        c('zero_s', [0], true), c('ignore_s', [IGNORE_LABEL], true)],
       output: [...(graph.output ?? []), ...outputs],
     },
   });

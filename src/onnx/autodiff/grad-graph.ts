@@ -15,6 +15,7 @@ import { elementwiseRules } from './rules-elementwise.ts';
 import { shapeRules } from './rules-shape.ts';
 import { matmulRules } from './rules-matmul.ts';
 import { reduceRules } from './rules-reduce.ts';
+import { lossRules } from './rules-loss.ts';
 
 export interface GradientOptions {
   /** Name of the scalar loss tensor (a node output of the forward graph). */
@@ -36,7 +37,7 @@ export function gradName(name: string): string {
   return `grad::${name}`;
 }
 
-const RULES: Record<string, GradRule> = { ...elementwiseRules, ...shapeRules, ...matmulRules, ...reduceRules };
+const RULES: Record<string, GradRule> = { ...elementwiseRules, ...shapeRules, ...matmulRules, ...reduceRules, ...lossRules };
 
 /** Ops whose outputs carry no gradient (integer/boolean logic, shape arithmetic, constants). */
 const NO_GRADIENT = new Set([

@@ -10,7 +10,7 @@
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
 import { node } from '../onnx/graph-build.ts';
-import { int64Tensor } from '../onnx/tensor.ts';
+import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
 import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
@@ -228,7 +228,16 @@ export async function collectStatistics(model: ModelProto, layers: CalibrationLa
       if (tokenInputs.has(name)) continue;
       const data = opts.weights?.get(name);
       if (!data) throw new InputError(`model input ${name} is neither input_ids, attention_mask nor position_ids; symprune cannot feed it`);
-      weightFeeds[name] = new ort.Tensor('float32', data, declaredDims(v));
+      const elem = v.type?.tensorType?.elemType ?? DataType.FLOAT;
+      if (elem === DataType.FLOAT16) {
+        const half = new Uint16Array(data.length);
+        for (let i = 0; i < data.length; i++) half[i] = floatToHalf(data[i]!);
+        weightFeeds[name] = new ort.Tensor('float16', half, declaredDims(v));
+      } else if (elem === DataType.FLOAT) {
+        weightFeeds[name] = new ort.Tensor('float32', data, declaredDims(v));
+      } else {
+        throw new InputError(`model input ${name}: weights of ONNX type ${elem} cannot be fed (float32 or float16 only)`);
+      }
     }
     const sq = new Map<string, SquareSumAccumulator>();
     const gr = new Map<string, HessianAccumulator>();

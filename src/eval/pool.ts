@@ -1,9 +1,15 @@
 /**
  * A piscina pool of candidate-evaluation workers with per-task timeouts and crash
  * recovery. At most one task runs per worker and no more tasks are handed to piscina than
- * there are workers, so a task's timeout clock starts when it starts running. A task that
- * runs past its timeout is aborted (piscina terminates its worker) and a worker that dies
- * fails only its own task; piscina starts a replacement and the caller carries on.
+ * there are workers, so a task's timeout clock starts when it starts running.
+ *
+ * Timeouts are two-level, because terminating a worker thread while onnxruntime is inside
+ * session.run aborts the whole process (a native exception escapes; seen with
+ * onnxruntime-node 1.30): the task carries its deadline and the worker stops itself
+ * between batches of windows (status `timeout`, the worker lives on); only a task still
+ * running at twice its deadline plus 10 s, i.e. stuck outside onnxruntime, is aborted by
+ * terminating its worker. A worker that dies fails only its own task (status `crash`);
+ * piscina starts a replacement and the caller carries on.
  */
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -14,15 +20,18 @@ export type TaskOutcome<T> =
   | { status: 'ok'; value: T; seconds: number }
   | { status: 'error' | 'timeout' | 'crash'; error: string; seconds: number };
 
-/** What the worker handler returns: it never throws, so a rejection always means the worker died. */
-export type WorkerReply<T> = { ok: true; value: T } | { ok: false; error: string };
+/**
+ * What the worker handler returns: it never throws, so a rejection always means the worker
+ * died. `timeout` marks a task the worker itself stopped at its deadline.
+ */
+export type WorkerReply<T> = { ok: true; value: T } | { ok: false; error: string; timeout?: boolean };
 
 export interface PoolOptions {
   /** Worker module (an .mjs file that registers tsx, then loads the TypeScript handler). */
   filename: string | URL;
   workerData: unknown;
   threads: number;
-  /** Per-task timeout in milliseconds (0 = none). */
+  /** Per-task timeout in milliseconds (0 = none); tasks get it as their `timeoutMs` field. */
   taskTimeoutMs: number;
 }
 
@@ -68,19 +77,21 @@ export class EvalPool {
   }
 
   /** Run one task; never rejects: failures come back as outcomes. */
-  async run<T>(task: unknown, transferList?: TransferListItem[], timeoutMs = this.timeoutMs): Promise<TaskOutcome<T>> {
+  async run<T>(task: object, transferList?: TransferListItem[], timeoutMs = this.timeoutMs): Promise<TaskOutcome<T>> {
     await this.acquire();
     const t0 = performance.now();
     const ctl = new AbortController();
-    const timer = timeoutMs > 0 ? setTimeout(() => ctl.abort(new Error('timeout')), timeoutMs) : undefined;
+    const hardMs = 2 * timeoutMs + 10_000;
+    const timer = timeoutMs > 0 ? setTimeout(() => ctl.abort(new Error('timeout')), hardMs) : undefined;
     try {
-      const reply = (await this.pool.run(task, { signal: ctl.signal, transferList: transferList as never })) as WorkerReply<T>;
+      const reply = (await this.pool.run({ ...task, timeoutMs }, { signal: ctl.signal, transferList: transferList as never })) as WorkerReply<T>;
       const seconds = (performance.now() - t0) / 1000;
-      return reply.ok ? { status: 'ok', value: reply.value, seconds } : { status: 'error', error: reply.error, seconds };
+      if (reply.ok) return { status: 'ok', value: reply.value, seconds };
+      return { status: reply.timeout ? 'timeout' : 'error', error: reply.error, seconds };
     } catch (e) {
       const seconds = (performance.now() - t0) / 1000;
       this.replaced++;
-      if (ctl.signal.aborted) return { status: 'timeout', error: `timed out after ${(timeoutMs / 1000).toFixed(1)} s`, seconds };
+      if (ctl.signal.aborted) return { status: 'timeout', error: `no answer after ${(hardMs / 1000).toFixed(1)} s; worker terminated`, seconds };
       return { status: 'crash', error: oneLine((e as Error).message ?? String(e)), seconds };
     } finally {
       if (timer) clearTimeout(timer);
@@ -100,4 +111,12 @@ function oneLine(s: string): string {
 /** Default worker count: every core but one for the main thread, at least one. */
 export function defaultWorkers(): number {
   return Math.max(1, availableParallelism() - 1);
+}
+
+/** A Float32Array copy in shared memory, so every worker reads the same bytes. */
+export function shared<T extends Float32Array | Int32Array>(a: T): T {
+  const Ctor = a.constructor as { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number };
+  const out = new Ctor(new SharedArrayBuffer(a.length * Ctor.BYTES_PER_ELEMENT));
+  out.set(a as never);
+  return out;
 }

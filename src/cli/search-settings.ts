@@ -1,0 +1,120 @@
+/**
+ * The settings of a search run: everything that shapes its results (stored as the run's
+ * configuration and compared on --resume), their defaults, and the checks on them.
+ * How a run executes (workers, timeouts, display) is not part of it: a run resumed with
+ * another number of workers continues the same search.
+ */
+import { InputError } from '../errors.ts';
+
+export interface SearchSettings {
+  /** sha256 of the model file: the run is keyed on the model's bytes, not on where it lies. */
+  modelSha256: string;
+  sparsity: number;
+  pattern: string;
+  mode: 'steady-state' | 'generational';
+  population: number;
+  /** Steady-state iterations (one child each) or generations; exactly one is set. */
+  iterations: number | null;
+  generations: number | null;
+  seed: number;
+  /** Fitness data: perplexity of each candidate on these tokens. */
+  fitnessData: string;
+  /** Full budget in predicted tokens; the short budget is shortFraction of it. */
+  evalTokens: number;
+  shortFraction: number;
+  /** Relative margin over the best short perplexity within which the full budget is paid. */
+  margin: number;
+  seqlen: number;
+  /** Calibration for the one-shot dense statistics X and G. */
+  calibData: string;
+  nsamples: number;
+  /** Seed the initial population with magnitude, Wanda, GBLM and Pruner-Zero's metric. */
+  seedKnown: boolean;
+  /** Baselines evaluated once per run on the same settings. */
+  baselines: string[];
+}
+
+export const ALL_BASELINES = ['magnitude', 'wanda', 'gblm', 'ria', 'pruner-zero', 'random', 'sparsegpt'] as const;
+
+/**
+ * Defaults. The iteration budget is set so a search on the bundled model finishes in
+ * about 15 minutes on two cores (measured: see README, "symprune search").
+ */
+export const SEARCH_DEFAULTS = {
+  sparsity: 0.5,
+  pattern: 'unstructured',
+  mode: 'steady-state' as const,
+  population: 50,
+  iterations: 300,
+  seed: 0,
+  fitnessData: 'brown:search',
+  evalTokens: 16384,
+  shortFraction: 0.25,
+  margin: 0.1,
+  seqlen: 128,
+  calibData: 'brown:calib',
+  nsamples: 128,
+  seedKnown: false,
+  baselines: [...ALL_BASELINES] as string[],
+};
+
+/** The fields compared on --resume, with the flag a user would pass to change each. */
+export const SETTING_FLAGS: Record<keyof SearchSettings, string> = {
+  modelSha256: '--model',
+  sparsity: '--sparsity',
+  pattern: '--pattern',
+  mode: '--mode',
+  population: '--population',
+  iterations: '--iterations',
+  generations: '--generations',
+  seed: '--seed',
+  fitnessData: '--fitness-data',
+  evalTokens: '--eval-tokens',
+  shortFraction: '--short-fraction',
+  margin: '--margin',
+  seqlen: '--seqlen',
+  calibData: '--data',
+  nsamples: '--nsamples',
+  seedKnown: '--seed-known',
+  baselines: '--baselines',
+};
+
+export function checkSettings(s: SearchSettings): void {
+  const posInt = (v: number | null, flag: string, min = 1): void => {
+    if (v !== null && !(Number.isInteger(v) && v >= min)) throw new InputError(`${flag} ${v}: must be an integer of at least ${min}`);
+  };
+  if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`--sparsity ${s.sparsity}: must be a number strictly between 0 and 1`);
+  posInt(s.population, '--population', 2);
+  posInt(s.iterations, '--iterations', 0);
+  posInt(s.generations, '--generations', 0);
+  if ((s.iterations === null) === (s.generations === null)) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
+  if (!Number.isInteger(s.seed)) throw new InputError(`--seed ${s.seed}: must be an integer`);
+  posInt(s.evalTokens, '--eval-tokens', 2);
+  posInt(s.seqlen, '--seqlen', 2);
+  posInt(s.nsamples, '--nsamples');
+  if (!(s.shortFraction > 0 && s.shortFraction <= 1)) throw new InputError(`--short-fraction ${s.shortFraction}: must be in (0, 1]`);
+  if (!(s.margin >= 0 && Number.isFinite(s.margin))) throw new InputError(`--margin ${s.margin}: must be a non-negative number`);
+  for (const b of s.baselines) if (!(ALL_BASELINES as readonly string[]).includes(b)) throw new InputError(`--baselines: unknown method ${b}; expected some of ${ALL_BASELINES.join(', ')} or none`);
+}
+
+/** Short budget in predicted tokens: a prefix of the full budget's windows, at least one window. */
+export function shortTokens(s: Pick<SearchSettings, 'evalTokens' | 'shortFraction' | 'seqlen'>): number {
+  return Math.min(s.evalTokens, Math.max(s.seqlen, Math.round(s.evalTokens * s.shortFraction)));
+}
+
+/** The settings that differ between a stored configuration and a requested one, as flag phrases. */
+export function settingDiffs(stored: Record<string, unknown>, requested: Partial<Record<keyof SearchSettings, unknown>>): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(SETTING_FLAGS) as (keyof SearchSettings)[]) {
+    if (!(k in requested) || requested[k] === undefined) continue;
+    const a = JSON.stringify(stored[k] ?? null);
+    const b = JSON.stringify(requested[k] ?? null);
+    if (a !== b) out.push(`${SETTING_FLAGS[k]} ${fmt(requested[k])} (the run has ${fmt(stored[k])})`);
+  }
+  return out;
+}
+
+function fmt(v: unknown): string {
+  if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
+  return v === null || v === undefined ? 'unset' : String(v);
+}

@@ -188,6 +188,29 @@ const cases: Record<string, Case> = {
   'Softmax (last axis)': { nodes: n1('Softmax', ['a']), floats: { a: [2, 3, 5] } },
   'Softmax (axis 1)': { nodes: n1('Softmax', ['a'], { axis: 1 }), floats: { a: [2, 3, 5] } },
   LogSoftmax: { nodes: n1('LogSoftmax', ['a'], { axis: -1 }), floats: { a: [2, 3, 5] } },
+  'SoftmaxCrossEntropyLoss (mean, ignore_index, runtime labels)': {
+    nodes: [node('SoftmaxCrossEntropyLoss', ['a', 'lab'], ['y', 'lp'], undefined, { reduction: 'mean', ignore_index: -100 })],
+    floats: { a: [5, 4] },
+    intInputs: { lab: { dims: [5], values: [3, -100, 0, 3, 1] } },
+  },
+  'SoftmaxCrossEntropyLoss (none, no log_prob output)': {
+    nodes: [node('SoftmaxCrossEntropyLoss', ['a', 'lab'], ['y'], undefined, { reduction: 'none' })],
+    floats: { a: [4, 3] },
+    intInputs: { lab: { dims: [4], values: [2, 0, 1, 2] } },
+  },
+  'SoftmaxCrossEntropyLoss (sum, [N, C, d] scores)': {
+    nodes: [node('SoftmaxCrossEntropyLoss', ['a', 'lab'], ['y'], undefined, { reduction: 'sum' })],
+    floats: { a: [2, 3, 4] },
+    intInputs: { lab: { dims: [2, 4], values: [0, 1, 2, 2, 1, 1, 0, 2] } },
+  },
+  'SoftmaxCrossEntropyLoss (through both outputs)': {
+    nodes: [
+      node('SoftmaxCrossEntropyLoss', ['a', 'lab'], ['l', 'lp'], undefined, { reduction: 'mean' }),
+      node('Mul', ['lp', 'l'], ['y']),
+    ],
+    floats: { a: [3, 4] },
+    intInputs: { lab: { dims: [3], values: [1, 3, 0] } },
+  },
   'Dropout (inference)': { nodes: n1('Dropout', ['a']), floats: { a: [3, 4] } },
   'shape arithmetic on the path is skipped (Shape, Gather, ConstantOfShape, Range, Equal, Cast, Constant)': {
     nodes: [

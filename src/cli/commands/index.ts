@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { reportCommand } from './report.ts';
 import { exportCommand } from './export.ts';
+import { inspectCommand } from './inspect.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [reportCommand, exportCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, reportCommand, exportCommand];

@@ -3,6 +3,8 @@ import type { CommandModule } from 'yargs';
 import { reportCommand } from './report.ts';
 import { exportCommand } from './export.ts';
 import { inspectCommand } from './inspect.ts';
+import { evalCommand } from './eval.ts';
+import { trainCommand } from './train.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, reportCommand, exportCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, reportCommand, exportCommand];

@@ -154,3 +154,41 @@ test('bad input: seqlen over the data, ids outside the vocabulary, no logits, fo
   extra.graph!.input!.push(valueInfo('past_key_values.0.key', DataType.FLOAT, ['batch', 2, 'past', 4]));
   await assert.rejects(PerplexityEvaluator.create(extra), isInput(/past_key_values.0.key/));
 });
+
+/** Bigram model: logits = Cast(E[ids]) @ Cast(W), emitted as FLOAT16 when halfLogits; E, W stored as `dtype`. */
+function bigramModel(E: Float32Array, W: Float32Array, V: number, D: number, dtype: number, halfLogits: boolean) {
+  const nodes = [
+    node('Gather', ['E', 'input_ids'], ['e'], 'gather'),
+    node('Cast', ['e'], ['e32'], 'cast_e', { to: DataType.FLOAT }),
+    node('Cast', ['W'], ['w32'], 'cast_w', { to: DataType.FLOAT }),
+    node('MatMul', ['e32', 'w32'], [halfLogits ? 'l32' : 'logits'], '/model/layers.0/mlp/down_proj/MatMul'),
+  ];
+  if (halfLogits) nodes.push(node('Cast', ['l32'], ['logits'], 'cast_l', { to: DataType.FLOAT16 }));
+  return makeModel({
+    name: 'bigram',
+    node: nodes,
+    initializer: [floatTensor('E', [V, D], E, dtype), floatTensor('W', [D, V], W, dtype)],
+    input: [valueInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+    output: [valueInfo('logits', halfLogits ? DataType.FLOAT16 : DataType.FLOAT, ['batch', 'seq', V])],
+  });
+}
+
+test('FLOAT16 weights and logits: replaceable half weights, logits cast before log-softmax', async () => {
+  const V = 24, D = 8;
+  const rng = seedrandom('half');
+  const half = (x: number) => Math.round(x * 256) / 256; // exact in FLOAT16 for |x| < 8
+  const E = Float32Array.from({ length: V * D }, () => half(rng() * 2 - 1));
+  const W = Float32Array.from({ length: D * V }, () => half(rng() * 2 - 1));
+  const W2 = Float32Array.from(W, (v, i) => (i % 3 ? v : 0));
+  const tokens = randomTokens(120, V, 'h');
+  const ref = async (w: Float32Array) => (await (await PerplexityEvaluator.create(bigramModel(E, w, V, D, DataType.FLOAT, false), { threads: 1 })).evaluate(tokens, { seqlen: 12 })).ppl;
+  const ev = await PerplexityEvaluator.create(bigramModel(E, W, V, D, DataType.FLOAT16, true), { threads: 1, replaceable: ['W'] });
+  assert.equal(ev.vocabSize, V);
+  const dense = await ev.evaluate(tokens, { seqlen: 12 });
+  const swapped = await ev.evaluate(tokens, { seqlen: 12, weights: { W: W2 } });
+  // half logits round to ~3 significant digits; the perplexities agree to that
+  const d1 = await ref(W), d2 = await ref(W2);
+  assert.ok(Math.abs(dense.ppl - d1) < 2e-3 * d1, `${dense.ppl} vs ${d1}`);
+  assert.ok(Math.abs(swapped.ppl - d2) < 2e-3 * d2, `${swapped.ppl} vs ${d2}`);
+  assert.ok(Math.abs(d1 - d2) > 1e-2 * d1, 'the swap matters');
+});

@@ -13,7 +13,9 @@ export interface SearchSettings {
   pattern: string;
   mode: 'steady-state' | 'generational';
   population: number;
-  /** Steady-state iterations (one child each) or generations; exactly one is set. */
+  /** Children made and evaluated per step (in parallel). Fixed when the run starts (default: the number of workers). */
+  batch: number;
+  /** Steady-state iterations (children, as Pruner-Zero counts them) or generations; exactly one is set. */
   iterations: number | null;
   generations: number | null;
   seed: number;
@@ -65,6 +67,7 @@ export const SETTING_FLAGS: Record<keyof SearchSettings, string> = {
   pattern: '--pattern',
   mode: '--mode',
   population: '--population',
+  batch: '--batch',
   iterations: '--iterations',
   generations: '--generations',
   seed: '--seed',
@@ -85,6 +88,7 @@ export function checkSettings(s: SearchSettings): void {
   };
   if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`--sparsity ${s.sparsity}: must be a number strictly between 0 and 1`);
   posInt(s.population, '--population', 2);
+  posInt(s.batch, '--batch');
   posInt(s.iterations, '--iterations', 0);
   posInt(s.generations, '--generations', 0);
   if ((s.iterations === null) === (s.generations === null)) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');

@@ -2,30 +2,36 @@
  * The fitness of candidate metrics: masks in workers, a mask fingerprint so that equal
  * masks are never paid twice, and two fidelities. Every decision depends only on the
  * batch and on what the database already holds, never on which worker finished first,
- * so a run is reproducible whatever the number of workers and a replayed batch (after
- * `kill -9` and `--resume`) takes the same decisions and finds its finished
- * evaluations in the database instead of paying for them again.
+ * so a run is reproducible whatever the number of workers, and a batch replayed after
+ * `kill -9` and `--resume` takes the same decisions and finds its finished evaluations
+ * in the database instead of paying for them again.
  *
- * Per batch:
- *  1. masks: each candidate's masks over all layers and their fingerprint (worker task);
- *  2. reuse: a candidate whose fingerprint equals an earlier individual's (in the run or
- *     earlier in the batch) takes its perplexities, recorded as status `reused`;
- *  3. short budget: perplexity on the first `shortTokens` fitness tokens;
- *  4. full budget: only for candidates whose short perplexity is within `margin` of the
- *     best short perplexity of the run so far (this batch included);
- *  5. fitness: the full-budget perplexity; for a candidate run only at the short budget,
+ * For each candidate:
+ *  1. `fingerprint`: its masks over all layers (a worker task) and their hash. The masks
+ *     are kept until the candidate is evaluated, so they are computed once. A candidate
+ *     whose fingerprint equals an evaluated individual's is logged in `mask_duplicates`
+ *     (the GP engine then regenerates it, or shares that individual's fitness).
+ *  2. short budget: perplexity on the first `shortTokens` fitness tokens;
+ *  3. full budget: only when the short perplexity is within `margin` of the best short
+ *     perplexity of the run so far (this batch included);
+ *  4. fitness: the full-budget perplexity; for a candidate run only at the short budget,
  *     its short perplexity times the full/short ratio of the run's best short-budget
- *     candidate (its estimate at the full budget). That candidate always has both, and
- *     the estimate is above (1 + margin) times its full perplexity, so a short-only
+ *     candidate, i.e. its estimate at the full budget. That candidate always has both,
+ *     and the estimate is above (1 + margin) times its full perplexity, so a short-only
  *     candidate never overtakes the best. Failures (error, timeout, worker crash) and
  *     invalid trees have fitness +Infinity.
+ *
+ * This module knows nothing of the GP engine: the search glues the two together.
  */
+import { toPrunerZeroJson } from '../search-space/print.ts';
 import type { Tree } from '../search-space/tree.ts';
+import { treeFeatures } from '../store/features.ts';
+import type { EvaluationRow, Fidelity, RunStore } from '../store/store.ts';
 import type { EvalPool, TaskOutcome } from './pool.ts';
 import type { MaskReply, PplReply, WorkerTask } from './worker.ts';
-import type { EvaluationRow, Fidelity, RunStore } from '../store/store.ts';
 
 export interface FitnessOptions {
+  /** Tokens of the fitness stream read at each budget (windows of seqlen; the short one is a prefix). */
   shortTokens: number;
   fullTokens: number;
   /** Relative margin over the best short perplexity within which the full budget is paid (0.1 = 10%). */
@@ -33,34 +39,50 @@ export interface FitnessOptions {
 }
 
 export interface Candidate {
-  /** Individual id (already recorded in the store). */
   id: number;
   tree: Tree;
+  infix: string;
+  canonical?: string;
+  hash: string;
+  fingerprint: string | null;
 }
 
 export interface CandidateResult {
-  id: number;
   fitness: number;
-  fingerprint: string | null;
-  /** Why the candidate got +Infinity without a perplexity, if it did. */
+  /** Why the candidate has no usable fitness, if so. */
   invalid?: string;
 }
 
-/** Counters of what the evaluator paid and saved, for progress lines and the benchmark. */
+/** A candidate as the GP engine reports it once its step is over. */
+export interface CandidateRecord extends Candidate {
+  parents: number[];
+  origin: string;
+  step: number;
+  fitness: number;
+  invalid: string | null;
+  /** The individual whose fitness it took instead of being evaluated. */
+  sharedWith: number | null;
+}
+
+/** What the evaluator paid and saved, for progress lines and the benchmark. */
 export interface FitnessCounters {
-  candidates: number;
   masks: number;
-  reused: number;
   short: number;
   full: number;
   failed: number;
-  /** Evaluations found already in the database (replay after resume). */
+  /** Candidates whose masks equalled an evaluated individual's. */
+  maskDuplicates: number;
+  /** Evaluations found already in the database (a batch replayed after resume). */
   replayed: number;
 }
 
+type MaskFailure = Exclude<TaskOutcome<MaskReply>, { status: 'ok' }>;
+
 export class CandidateEvaluator {
-  readonly counters: FitnessCounters = { candidates: 0, masks: 0, reused: 0, short: 0, full: 0, failed: 0, replayed: 0 };
-  private readonly masks = new Map<number, MaskReply>();
+  readonly counters: FitnessCounters = { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0 };
+  /** Masks of candidates fingerprinted in the current step, by canonical hash. */
+  private readonly masks = new Map<string, MaskReply>();
+  private readonly maskFailures = new Map<string, MaskFailure>();
 
   constructor(
     private readonly pool: EvalPool,
@@ -68,135 +90,174 @@ export class CandidateEvaluator {
     readonly opts: FitnessOptions,
   ) {}
 
-  /**
-   * The mask fingerprint of one candidate (the GP engine's fingerprint hook). The masks are
-   * kept until the candidate is evaluated, so they are computed once.
-   */
-  async fingerprint(c: Candidate): Promise<{ fingerprint: string | null; invalid?: string }> {
-    const known = this.knownFingerprint(c.id);
-    if (known) return { fingerprint: known };
-    const out = await this.pool.run<MaskReply>({ kind: 'mask', tree: c.tree } satisfies WorkerTask);
+  /** The GP engine's fingerprint hook: the hash of the candidate's masks over all layers. */
+  async fingerprint(tree: Tree, meta: { infix: string; hash: string }, step: number): Promise<string | { invalid: string }> {
+    const out = await this.pool.run<MaskReply>({ kind: 'mask', tree } satisfies WorkerTask);
     this.counters.masks++;
-    if (out.status !== 'ok') return this.maskFailed(c.id, out);
+    if (out.status === 'error') return { invalid: out.error }; // the tree cannot be scored
+    if (out.status !== 'ok') {
+      // The worker died or hung: let the candidate through so the failure is recorded as its evaluation.
+      this.maskFailures.set(meta.hash, out);
+      return `failed:${meta.hash}`;
+    }
     const m = out.value;
-    if (m.allNaN !== null) {
-      const reason = `scores are NaN for every weight of ${m.allNaN}`;
-      this.store.markInvalid(c.id, reason);
-      return { fingerprint: null, invalid: reason };
+    if (m.allNaN !== null) return { invalid: `scores are NaN for every weight of ${m.allNaN}` };
+    const seen = this.store.db
+      .prepare(`SELECT id FROM individuals WHERE run = ? AND fingerprint = ? AND hash != ? ORDER BY id LIMIT 1`)
+      .pluck()
+      .get(this.store.runId, m.fingerprint, meta.hash) as number | undefined;
+    const pendingDup = [...this.masks.entries()].some(([h, x]) => h !== meta.hash && x.fingerprint === m.fingerprint);
+    if (seen !== undefined || pendingDup) {
+      this.counters.maskDuplicates++;
+      this.store.addMaskDuplicate({ hash: meta.hash, infix: meta.infix, fingerprint: m.fingerprint, step });
+    } else {
+      this.masks.set(meta.hash, m);
     }
-    this.masks.set(c.id, m);
-    this.store.setFingerprint(c.id, m.fingerprint);
-    return { fingerprint: m.fingerprint };
+    return m.fingerprint;
   }
 
-  private knownFingerprint(id: number): string | null {
-    if (this.masks.has(id)) return this.masks.get(id)!.fingerprint;
-    return null;
-  }
-
-  private maskFailed(id: number, out: Exclude<TaskOutcome<MaskReply>, { status: 'ok' }>): { fingerprint: null; invalid: string } {
-    if (out.status === 'error') {
-      // The tree itself cannot be scored (e.g. invalid): not a worker failure.
-      this.store.markInvalid(id, out.error);
-      return { fingerprint: null, invalid: out.error };
-    }
-    this.counters.failed++;
-    this.store.tx(() => {
-      if (!this.store.evaluation(id, 'short'))
-        this.store.addEvaluation({ individual: id, fidelity: 'short', tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: `while masking: ${out.error}` });
-      this.store.setFitness(id, Infinity, null);
-    });
-    return { fingerprint: null, invalid: `${out.status} while masking: ${out.error}` };
-  }
-
-  /** Fitness of a batch of candidates (lower is better), in batch order. */
-  async evaluate(batch: readonly Candidate[]): Promise<CandidateResult[]> {
-    this.counters.candidates += batch.length;
+  /** The GP engine's evaluator: fitness of a batch, in batch order (lower is better). */
+  async evaluate(batch: readonly Candidate[], step: number): Promise<CandidateResult[]> {
     const results = new Map<number, CandidateResult>();
-    // 1. Masks and fingerprints, in parallel.
-    const fps = await Promise.all(
-      batch.map(async (c) => {
-        const done = this.finished(c.id);
-        if (done) return { fingerprint: done.fingerprint, invalid: done.invalid, done };
-        return { ...(await this.fingerprint(c)), done: undefined };
+    // Record the candidates first, so each evaluation can be committed the moment it finishes.
+    this.store.tx(() => {
+      for (const c of batch)
+        this.store.addIndividual({
+          id: c.id,
+          infix: c.infix,
+          canonical: c.canonical,
+          tree: toPrunerZeroJson(c.tree),
+          hash: c.hash,
+          features: treeFeatures(c.tree),
+          parents: [],
+          origin: 'pending',
+          step,
+          fingerprint: c.fingerprint?.startsWith('failed:') ? null : c.fingerprint,
+        });
+    });
+    const paying: Candidate[] = [];
+    for (const c of batch) {
+      const done = this.finished(c.id);
+      if (done) {
+        this.counters.replayed++;
+        results.set(c.id, done);
+        continue;
+      }
+      const failure = this.maskFailures.get(c.hash);
+      if (failure) {
+        results.set(c.id, this.recordMaskFailure(c.id, failure));
+        continue;
+      }
+      paying.push(c);
+    }
+    // Masks for candidates that were not fingerprinted in this process (no hook, or replay).
+    await Promise.all(
+      paying.map(async (c) => {
+        if (this.masks.has(c.hash) || (this.store.evaluation(c.id, 'short') && !this.needsFull(c.id))) return;
+        const out = await this.pool.run<MaskReply>({ kind: 'mask', tree: c.tree } satisfies WorkerTask);
+        this.counters.masks++;
+        if (out.status === 'ok') this.masks.set(c.hash, out.value);
+        else this.maskFailures.set(c.hash, out);
       }),
     );
-    const paying: Candidate[] = [];
-    const reusing: { c: Candidate; from: number }[] = [];
-    const firstInBatch = new Map<string, number>();
-    batch.forEach((c, i) => {
-      const f = fps[i]!;
-      if (f.done) {
-        results.set(c.id, f.done);
-        this.counters.replayed++;
-        return;
-      }
-      if (f.fingerprint === null) {
-        results.set(c.id, { id: c.id, fitness: Infinity, fingerprint: null, invalid: f.invalid });
-        return;
-      }
-      // 2. Same masks as an individual evaluated before, or earlier in this batch?
-      const prior = this.store.sameMask(f.fingerprint, c.id);
-      const inBatch = firstInBatch.get(f.fingerprint);
-      if (prior && prior.id < c.id && (inBatch === undefined || prior.id < inBatch)) reusing.push({ c, from: prior.id });
-      else if (inBatch !== undefined) reusing.push({ c, from: inBatch });
-      else {
-        firstInBatch.set(f.fingerprint, c.id);
-        paying.push(c);
+    const live = paying.filter((c) => {
+      const failure = this.maskFailures.get(c.hash);
+      if (failure) results.set(c.id, this.recordMaskFailure(c.id, failure));
+      return !failure;
+    });
+    // Equal masks to an individual evaluated earlier: take its perplexities.
+    const toPay: Candidate[] = [];
+    for (const c of live) {
+      const fp = this.masks.get(c.hash)?.fingerprint ?? c.fingerprint;
+      const prior = fp ? this.store.sameMask(fp, c.id) : undefined;
+      if (prior && prior.id < c.id && !this.store.evaluation(c.id, 'short')) results.set(c.id, this.reuse(c.id, prior.id));
+      else toPay.push(c);
+    }
+    // Short budget for all, full budget for those near the best.
+    await Promise.all(toPay.map((c) => this.ppl(c, 'short', this.opts.shortTokens)));
+    await Promise.all(toPay.map((c) => (this.needsFull(c.id) ? this.ppl(c, 'full', this.opts.fullTokens) : undefined)));
+    const ratio = this.fullShortRatio();
+    this.store.tx(() => {
+      for (const c of toPay) {
+        const f = this.fitnessOf(c.id, ratio);
+        this.store.setFitness(c.id, f.value, f.fidelity);
+        results.set(c.id, f.value === Infinity ? { fitness: Infinity, invalid: f.why ?? 'evaluation failed' } : { fitness: f.value });
       }
     });
-    // 3. Short budget for the new masks.
-    await Promise.all(paying.map((c) => this.ppl(c.id, 'short', this.opts.shortTokens)));
-    // 4. Full budget for those within the margin of the best short perplexity so far.
-    const bestShort = this.bestShort();
-    await Promise.all(
-      paying.map((c) => {
-        const s = this.store.evaluation(c.id, 'short');
-        if (s?.status === 'ok' && s.ppl !== null && s.ppl <= bestShort * (1 + this.opts.margin)) return this.ppl(c.id, 'full', this.opts.fullTokens);
-        return undefined;
-      }),
-    );
-    // 5. Fitness, then reuse.
-    const ratio = this.fullShortRatio();
-    for (const c of paying) {
-      const fitness = this.fitnessOf(c.id, ratio);
-      this.store.setFitness(c.id, fitness.value, fitness.fidelity);
-      results.set(c.id, { id: c.id, fitness: fitness.value, fingerprint: this.masks.get(c.id)?.fingerprint ?? null });
-    }
-    for (const { c, from } of reusing) results.set(c.id, this.reuse(c.id, from));
-    for (const c of batch) this.masks.delete(c.id);
+    this.masks.clear();
+    this.maskFailures.clear();
     return batch.map((c) => results.get(c.id)!);
+  }
+
+  /** The GP engine's per-individual callback: complete the individual's row once its step is over. */
+  record(r: CandidateRecord): void {
+    this.store.tx(() => {
+      this.store.addIndividual({
+        id: r.id,
+        infix: r.infix,
+        canonical: r.canonical,
+        tree: toPrunerZeroJson(r.tree),
+        hash: r.hash,
+        features: treeFeatures(r.tree),
+        parents: r.parents,
+        origin: r.origin,
+        step: r.step,
+        fingerprint: r.fingerprint?.startsWith('failed:') ? null : r.fingerprint,
+        invalid: r.invalid,
+        sharedWith: r.sharedWith,
+      });
+      if (r.sharedWith !== null) this.copyEvaluations(r.id, r.sharedWith);
+      if (r.sharedWith !== null || r.invalid !== null || !this.finished(r.id)) this.store.setFitness(r.id, r.invalid !== null ? Infinity : r.fitness, this.fidelityOf(r.sharedWith ?? r.id));
+    });
+  }
+
+  private fidelityOf(id: number): Fidelity | null {
+    return (this.store.db.prepare(`SELECT fidelity FROM individuals WHERE run = ? AND id = ?`).pluck().get(this.store.runId, id) as Fidelity | null) ?? null;
   }
 
   /** A result already complete in the database (a batch replayed after resume). */
   private finished(id: number): CandidateResult | undefined {
     const r = this.store.db
-      .prepare(`SELECT fitness, fingerprint, invalid FROM individuals WHERE run = ? AND id = ? AND fitness IS NOT NULL`)
-      .get(this.store.runId, id) as { fitness: number; fingerprint: string | null; invalid: string | null } | undefined;
-    return r && { id, fitness: r.fitness, fingerprint: r.fingerprint, ...(r.invalid ? { invalid: r.invalid } : {}) };
+      .prepare(`SELECT fitness, invalid FROM individuals WHERE run = ? AND id = ? AND fitness IS NOT NULL`)
+      .get(this.store.runId, id) as { fitness: number; invalid: string | null } | undefined;
+    return r && (r.invalid ? { fitness: r.fitness, invalid: r.invalid } : { fitness: r.fitness });
   }
 
-  private async ppl(id: number, fidelity: Fidelity, maxTokens: number): Promise<void> {
-    if (this.store.evaluation(id, fidelity)) {
+  private recordMaskFailure(id: number, out: MaskFailure): CandidateResult {
+    const why = `${out.status} while masking: ${out.error}`;
+    this.counters.failed++;
+    this.store.tx(() => {
+      if (!this.store.evaluation(id, 'short'))
+        this.store.addEvaluation({ individual: id, fidelity: 'short', tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: why });
+      this.store.setFitness(id, Infinity, null);
+    });
+    return { fitness: Infinity, invalid: why };
+  }
+
+  private needsFull(id: number): boolean {
+    if (this.store.evaluation(id, 'full')) return false;
+    const s = this.store.evaluation(id, 'short');
+    return s?.status === 'ok' && s.ppl !== null && s.ppl <= this.bestShort() * (1 + this.opts.margin);
+  }
+
+  private async ppl(c: Candidate, fidelity: Fidelity, maxTokens: number): Promise<void> {
+    if (this.store.evaluation(c.id, fidelity)) {
       this.counters.replayed++;
       return;
     }
-    const m = this.masks.get(id)!;
+    const m = this.masks.get(c.hash)!;
     const out = await this.pool.run<PplReply>({ kind: 'ppl', mask: m.mask, maxTokens } satisfies WorkerTask);
     if (out.status === 'ok') {
       this.counters[fidelity]++;
-      this.store.addEvaluation({ individual: id, fidelity, tokens: out.value.tokens, ppl: out.value.ppl, seconds: out.seconds, worker: out.value.worker, status: 'ok' });
+      this.store.addEvaluation({ individual: c.id, fidelity, tokens: out.value.tokens, ppl: out.value.ppl, seconds: out.seconds, worker: out.value.worker, status: 'ok' });
     } else {
       this.counters.failed++;
-      this.store.addEvaluation({ individual: id, fidelity, tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: out.error });
+      this.store.addEvaluation({ individual: c.id, fidelity, tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: out.error });
     }
   }
 
   private bestShort(): number {
-    const v = this.store.db
-      .prepare(`SELECT MIN(ppl) FROM evaluations WHERE run = ? AND fidelity = 'short' AND status = 'ok'`)
-      .pluck()
-      .get(this.store.runId) as number | null;
+    const v = this.store.db.prepare(`SELECT MIN(ppl) FROM evaluations WHERE run = ? AND fidelity = 'short' AND status = 'ok'`).pluck().get(this.store.runId) as number | null;
     return v ?? Infinity;
   }
 
@@ -213,30 +274,44 @@ export class CandidateEvaluator {
     return r ? r.full / r.short : 1;
   }
 
-  private fitnessOf(id: number, ratio: number): { value: number; fidelity: Fidelity | null } {
+  private fitnessOf(id: number, ratio: number): { value: number; fidelity: Fidelity | null; why?: string } {
     const full = this.store.evaluation(id, 'full');
-    if (full) return full.status === 'ok' ? { value: full.ppl!, fidelity: 'full' } : { value: Infinity, fidelity: null };
+    if (full) return full.status === 'ok' ? { value: full.ppl!, fidelity: 'full' } : { value: Infinity, fidelity: null, why: `${full.status} at the full budget: ${full.error}` };
     const short = this.store.evaluation(id, 'short');
     if (short?.status === 'ok') return { value: short.ppl! * ratio, fidelity: 'short' };
-    return { value: Infinity, fidelity: null };
+    return { value: Infinity, fidelity: null, why: short ? `${short.status} at the short budget: ${short.error}` : 'not evaluated' };
   }
 
-  /** Copy the evaluations and fitness of an individual with the same masks. */
+  /** Take the perplexities and fitness of an individual with the same masks. */
   private reuse(id: number, from: number): CandidateResult {
-    this.counters.reused++;
-    const src = this.store.db.prepare(`SELECT fitness, fidelity, fingerprint FROM individuals WHERE run = ? AND id = ?`).get(this.store.runId, from) as {
+    const src = this.store.db.prepare(`SELECT fitness, fidelity, invalid FROM individuals WHERE run = ? AND id = ?`).get(this.store.runId, from) as {
       fitness: number | null;
       fidelity: Fidelity | null;
-      fingerprint: string | null;
+      invalid: string | null;
     };
     this.store.tx(() => {
-      for (const fid of ['short', 'full'] as const) {
-        const e: EvaluationRow | undefined = this.store.evaluation(from, fid);
-        if (!e || this.store.evaluation(id, fid)) continue;
-        this.store.addEvaluation({ individual: id, fidelity: fid, tokens: e.tokens, ppl: e.ppl, seconds: 0, worker: null, status: 'reused', error: e.status === 'ok' ? null : `reused a ${e.status}`, reusedFrom: e.reusedFrom ?? e.id });
-      }
+      this.copyEvaluations(id, from);
       this.store.setFitness(id, src.fitness ?? Infinity, src.fidelity);
     });
-    return { id, fitness: src.fitness ?? Infinity, fingerprint: src.fingerprint };
+    const fitness = src.fitness ?? Infinity;
+    return fitness === Infinity ? { fitness, invalid: src.invalid ?? `same masks as ${from}, which failed` } : { fitness };
+  }
+
+  private copyEvaluations(id: number, from: number): void {
+    for (const fid of ['short', 'full'] as const) {
+      const e: EvaluationRow | undefined = this.store.evaluation(from, fid);
+      if (!e || this.store.evaluation(id, fid)) continue;
+      this.store.addEvaluation({
+        individual: id,
+        fidelity: fid,
+        tokens: e.tokens,
+        ppl: e.ppl,
+        seconds: 0,
+        worker: null,
+        status: 'reused',
+        error: e.status === 'ok' || e.status === 'reused' ? null : `reused a ${e.status}`,
+        reusedFrom: e.reusedFrom ?? e.id,
+      });
+    }
   }
 }

@@ -37,7 +37,7 @@ export interface PoolOptions {
 
 export class EvalPool {
   private readonly pool: Piscina;
-  private readonly timeoutMs: number;
+  private timeoutMs: number;
   private running = 0;
   private waiting: (() => void)[] = [];
   readonly threads: number;
@@ -99,6 +99,11 @@ export class EvalPool {
     }
   }
 
+  /** Change the default per-task time limit (e.g. once a first evaluation has been timed). */
+  setTaskTimeout(ms: number): void {
+    this.timeoutMs = ms;
+  }
+
   async close(): Promise<void> {
     await this.pool.destroy();
   }
@@ -108,9 +113,9 @@ function oneLine(s: string): string {
   return s.split('\n')[0]!.slice(0, 500);
 }
 
-/** Default worker count: every core but one for the main thread, at least one. */
+/** Default worker count: one per core (the main thread mostly waits on them). */
 export function defaultWorkers(): number {
-  return Math.max(1, availableParallelism() - 1);
+  return Math.max(1, availableParallelism());
 }
 
 /** A Float32Array copy in shared memory, so every worker reads the same bytes. */

@@ -53,9 +53,10 @@ CREATE TABLE checkpoints (
 CREATE TABLE individuals (
   run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
   id INTEGER NOT NULL,               -- the engine's individual id, dense from 0 within a run
-  infix TEXT NOT NULL,               -- canonical infix
-  tree TEXT NOT NULL,                -- JSON tree (Pruner-Zero format)
-  hash TEXT NOT NULL,                -- canonical hash
+  infix TEXT NOT NULL,               -- the tree after OOS simplification, infix
+  canonical TEXT NOT NULL,           -- its canonical form (commutative operands ordered, root wrappers stripped)
+  tree TEXT NOT NULL,                -- JSON tree (Pruner-Zero format) of infix
+  hash TEXT NOT NULL,                -- hash of the canonical form
   size INTEGER NOT NULL,
   depth INTEGER NOT NULL,
   n_W INTEGER NOT NULL,
@@ -63,10 +64,11 @@ CREATE TABLE individuals (
   n_X INTEGER NOT NULL,
 ${opColumns},
   parents TEXT NOT NULL DEFAULT '[]', -- JSON array of individual ids
-  origin TEXT NOT NULL,              -- init | seed | crossover | mutation | ...
+  origin TEXT NOT NULL,              -- init | seed | crossover | mutation-point | ... ('pending' until its step ends)
   step INTEGER NOT NULL,             -- step (iteration or generation) that created it
   fingerprint TEXT,                  -- hash of the masks over all layers
-  invalid TEXT,                      -- why it never reached the evaluator
+  invalid TEXT,                      -- why it has no usable fitness (invalid tree, NaN scores, failed evaluation)
+  shared_with INTEGER,               -- individual whose fitness it took (equal canonical form or masks)
   fitness REAL,                      -- final fitness: perplexity, Inf when invalid or failed, NULL while pending
   fidelity TEXT,                     -- which evaluation the fitness comes from
   created TEXT NOT NULL,
@@ -90,6 +92,18 @@ CREATE TABLE evaluations (
   created TEXT NOT NULL,
   FOREIGN KEY (run, individual) REFERENCES individuals(run, id) ON DELETE CASCADE,
   UNIQUE (run, individual, fidelity)
+);
+
+-- Candidate trees never made individuals because their masks equalled an evaluated
+-- individual's: each row is a perplexity evaluation the fingerprint saved.
+CREATE TABLE mask_duplicates (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  hash TEXT NOT NULL,
+  infix TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  created TEXT NOT NULL,
+  PRIMARY KEY (run, hash)
 );
 
 CREATE TABLE baselines (

@@ -46,6 +46,8 @@ export interface TreeFeatures {
 export interface IndividualInput {
   id: number;
   infix: string;
+  /** Canonical infix (defaults to infix). */
+  canonical?: string;
   /** Pruner-Zero JSON tree (object or its JSON text). */
   tree: unknown;
   hash: string;
@@ -55,6 +57,7 @@ export interface IndividualInput {
   step: number;
   fingerprint?: string | null;
   invalid?: string | null;
+  sharedWith?: number | null;
 }
 
 export interface EvaluationInput {
@@ -156,7 +159,7 @@ function toEval(r: Record<string, unknown>): EvaluationRow {
   };
 }
 
-const indCols = ['run', 'id', 'infix', 'tree', 'hash', 'size', 'depth', 'n_W', 'n_G', 'n_X', ...OPERATORS.map((o) => `n_${o}`), 'parents', 'origin', 'step', 'fingerprint', 'invalid', 'created'];
+const indCols = ['run', 'id', 'infix', 'canonical', 'tree', 'hash', 'size', 'depth', 'n_W', 'n_G', 'n_X', ...OPERATORS.map((o) => `n_${o}`), 'parents', 'origin', 'step', 'fingerprint', 'invalid', 'shared_with', 'created'];
 
 /** The writer for one run; statements are prepared once. */
 export class RunStore {
@@ -168,7 +171,16 @@ export class RunStore {
     this.db = db;
     this.runId = runId;
     this.st = {
-      insInd: db.prepare(`INSERT INTO individuals (${indCols.join(', ')}) VALUES (${indCols.map(() => '?').join(', ')}) ON CONFLICT (run, id) DO NOTHING`),
+      // A second write of the same individual (its step completing, or a replay after resume)
+      // fills in what the first did not know; a different tree under the same id is refused below.
+      insInd: db.prepare(
+        `INSERT INTO individuals (${indCols.join(', ')}) VALUES (${indCols.map(() => '?').join(', ')})
+         ON CONFLICT (run, id) DO UPDATE SET
+           parents = excluded.parents, origin = excluded.origin, step = excluded.step,
+           fingerprint = COALESCE(excluded.fingerprint, fingerprint), invalid = COALESCE(excluded.invalid, invalid),
+           shared_with = COALESCE(excluded.shared_with, shared_with)
+         WHERE hash = excluded.hash AND excluded.origin != 'pending'`,
+      ),
       indHash: db.prepare(`SELECT hash FROM individuals WHERE run = ? AND id = ?`),
       setFp: db.prepare(`UPDATE individuals SET fingerprint = ? WHERE run = ? AND id = ?`),
       setInvalid: db.prepare(`UPDATE individuals SET invalid = ?, fitness = ? WHERE run = ? AND id = ?`),
@@ -190,7 +202,7 @@ export class RunStore {
         `INSERT OR REPLACE INTO baselines (run, method, pattern, sparsity, split, tokens, ppl, seconds, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       status: db.prepare(`UPDATE runs SET status = ?, error = ?, updated = ? WHERE id = ?`),
-      secs: db.prepare(`UPDATE runs SET seconds = seconds + ?, updated = ? WHERE id = ?`),
+      secs: db.prepare(`UPDATE runs SET seconds = ?, updated = ? WHERE id = ?`),
     };
   }
 
@@ -221,8 +233,10 @@ export class RunStore {
   }
 
   /**
-   * Record an individual. Recording the same id twice is allowed (a resumed run replays the
-   * step it was killed in) but only with the same tree: anything else means the replay diverged.
+   * Record an individual. Recording the same id twice is allowed (first as 'pending' when it
+   * goes to evaluation, then complete when its step ends; again when a resumed run replays
+   * the step it was killed in) but only with the same tree: anything else means the replay
+   * diverged from the log.
    */
   addIndividual(ind: IndividualInput): void {
     const f = ind.features;
@@ -232,6 +246,7 @@ export class RunStore {
       this.runId,
       ind.id,
       ind.infix,
+      ind.canonical ?? ind.infix,
       tree,
       ind.hash,
       f.size,
@@ -243,6 +258,7 @@ export class RunStore {
       ind.step,
       ind.fingerprint ?? null,
       ind.invalid ?? null,
+      ind.sharedWith ?? null,
       now(),
     );
     if (res.changes === 0) {
@@ -250,6 +266,13 @@ export class RunStore {
       if (old !== ind.hash) throw new Error(`individual ${ind.id} replayed as a different tree (${ind.hash} != ${old}): the resumed run diverged from the log`);
     }
     if (ind.invalid) this.st.setInvalid!.run(ind.invalid, Infinity, this.runId, ind.id);
+  }
+
+  /** A candidate whose masks equal an evaluated individual's: the evaluation it saved. */
+  addMaskDuplicate(d: { hash: string; infix: string; fingerprint: string; step: number }): void {
+    this.db
+      .prepare(`INSERT OR IGNORE INTO mask_duplicates (run, hash, infix, fingerprint, step, created) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(this.runId, d.hash, d.infix, d.fingerprint, d.step, now());
   }
 
   setFingerprint(id: number, fingerprint: string): void {
@@ -319,11 +342,16 @@ export class RunStore {
     return this.db.prepare(`SELECT method, pattern, sparsity, split, tokens, ppl, seconds, error FROM baselines WHERE run = ? ORDER BY ppl`).all(this.runId) as BaselineInput[];
   }
 
+  setDataHashes(h: Record<string, string>): void {
+    this.db.prepare(`UPDATE runs SET data_hashes = ?, updated = ? WHERE id = ?`).run(stableJson(h), now(), this.runId);
+  }
+
   setStatus(status: RunStatus, error: string | null = null): void {
     this.st.status!.run(status, error, now(), this.runId);
   }
 
-  addSeconds(s: number): void {
+  /** Wall time spent on the run over all its sessions. */
+  setSeconds(s: number): void {
     this.st.secs!.run(s, now(), this.runId);
   }
 

@@ -1,0 +1,203 @@
+/**
+ * Everything a search needs before its first candidate: the database and the run (new or
+ * resumed, with the configuration checks), the model and its prunable layers, the
+ * one-shot dense statistics X and G (cached beside the database), the fitness tokens,
+ * and the shared memory handed to the workers.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { InputError } from '../errors.ts';
+import { encodeModel, type ModelProto } from '../onnx/proto.ts';
+import { loadModel } from '../onnx/model-io.ts';
+import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
+import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
+import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
+import { LayerStatsFile, SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
+import { parsePattern, type Pattern } from '../prune/score.ts';
+import { loadTokens } from '../data/dataset.ts';
+import { openDatabase, type DB } from '../store/schema.ts';
+import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
+import type { WorkerInit, WorkerLayer } from '../eval/worker.ts';
+import { shared } from '../eval/pool.ts';
+import { checkSettings, settingDiffs, type SearchSettings } from './search-settings.ts';
+
+/** sha256 of a file, streamed (models can be large). */
+export async function fileSha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+export function tokensSha256(t: Int32Array): string {
+  return createHash('sha256').update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength)).digest('hex');
+}
+
+export interface OpenedRun {
+  db: DB;
+  store: RunStore;
+  settings: SearchSettings;
+  resumed: boolean;
+  /** The run was already finished: nothing left to do. */
+  finished: boolean;
+}
+
+/**
+ * Open the database and create or resume the run. Without --resume the database must not
+ * hold a run yet; with it, the run's stored settings are used, and any setting given on
+ * the command line must equal the stored one.
+ */
+export function openRun(dbPath: string, requested: Partial<SearchSettings>, info: { resume: boolean; modelPath: string; dataHashes: Record<string, string>; versions: Record<string, string> }, full: SearchSettings | null): OpenedRun {
+  const db = openDatabase(dbPath);
+  try {
+    const runs = listRuns(db);
+    if (!info.resume) {
+      if (runs.length > 0) {
+        const r = runs[runs.length - 1]!;
+        const diffs = full ? settingDiffs(r.config, full) : [];
+        if (diffs.length > 0)
+          throw new InputError(`${dbPath} holds run ${r.id} with a different configuration (${diffs.join(', ')}); pass --resume to continue that run or use another --db`);
+        throw new InputError(`${dbPath} already holds run ${r.id} with this configuration (${r.status}); pass --resume to continue it or use another --db`);
+      }
+      if (!full) throw new Error('openRun: settings missing for a new run');
+      checkSettings(full);
+      const store = RunStore.create(db, { config: full as unknown as Record<string, unknown>, seed: full.seed, modelPath: info.modelPath, modelSha256: full.modelSha256, dataHashes: info.dataHashes, versions: info.versions });
+      return { db, store, settings: full, resumed: false, finished: false };
+    }
+    if (runs.length === 0) throw new InputError(`${dbPath}: no run to resume; leave out --resume to start one`);
+    const r: RunRow = runs[runs.length - 1]!;
+    const diffs = settingDiffs(r.config, requested);
+    if (diffs.length > 0) throw new InputError(`--resume: ${diffs.join(', ')}; a resumed run keeps its configuration (leave the flag out, or use another --db for a new run)`);
+    const settings = r.config as unknown as SearchSettings;
+    if (configHash(r.config) !== r.configHash) throw new InputError(`${dbPath}: run ${r.id}'s configuration does not match its hash; the file was edited`);
+    const store = RunStore.open(db, r.id);
+    return { db, store, settings, resumed: true, finished: r.status === 'finished' };
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+export function versions(): Record<string, string> {
+  const require = createRequire(import.meta.url);
+  const pkg = (name: string): string => {
+    try {
+      return (require(`${name}/package.json`) as { version: string }).version;
+    } catch {
+      return 'unknown';
+    }
+  };
+  const own = require('../../package.json') as { version: string };
+  return { symprune: own.version, onnxruntime: pkg('onnxruntime-node'), node: process.version };
+}
+
+export interface PreparedData {
+  model: ModelProto;
+  layers: PrunableLayer[];
+  pattern: Pattern;
+  tokens: Int32Array;
+  windows: Int32Array[];
+  workerInit: WorkerInit;
+  statsFile: string;
+  statsCached: boolean;
+  statsSeconds: number;
+}
+
+/**
+ * Load the model, compute or reuse the dense statistics, and build the workers' shared data.
+ * The statistics are one-shot (dense model) and cached as `<db>.stats.safetensors` beside
+ * the database, keyed by the model hash and the calibration settings: a resumed run
+ * reads them back instead of recomputing them.
+ */
+export async function prepareData(
+  s: SearchSettings,
+  paths: { modelPath: string; tokenizerPath?: string; dbPath: string },
+  opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; fault?: WorkerInit['fault'] },
+): Promise<PreparedData> {
+  const log = opts.log ?? (() => {});
+  const model = await loadModel(paths.modelPath);
+  const layers = prunableLayers(model);
+  const pattern = parsePattern(s.pattern, s.sparsity);
+  if (pattern.kind === 'nm') {
+    const bad = layers.find((l) => l.in % pattern.m !== 0);
+    if (bad) throw new InputError(`--pattern ${s.pattern}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
+  }
+  const vocabSize = modelVocabSize(model);
+  const tokens = await loadTokens(s.fitnessData, { tokenizerPath: paths.tokenizerPath, vocabSize });
+  if (tokens.length < s.seqlen + 1) throw new InputError(`--fitness-data ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
+
+  const statsFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
+  const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot' };
+  const t0 = performance.now();
+  let G = new Map<string, Float32Array>();
+  let X = new Map<string, Float32Array>();
+  let cached = false;
+  let windows: Int32Array[] = [];
+  if (existsSync(statsFile) && statSync(statsFile).isFile()) {
+    // Reuse only a file made for this model and these calibration settings; anything else is recomputed.
+    let matches = false;
+    try {
+      const raw = SafetensorsFile.open(statsFile);
+      matches = stableJson(pick(raw.metadata, Object.keys(meta))) === stableJson(meta);
+      raw.close();
+    } catch {
+      matches = false;
+    }
+    if (matches) {
+      const f = LayerStatsFile.open(statsFile, layers, { G: true, X: true });
+      try {
+        for (const l of layers) {
+          const st = f.get(l.name);
+          G.set(l.name, st.G!);
+          X.set(l.name, st.X!);
+        }
+        cached = true;
+      } finally {
+        f.close();
+      }
+    }
+  }
+  if (!cached) {
+    windows = await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath: paths.tokenizerPath, vocabSize, seed: CALIBRATION_SEED });
+    log(`dense statistics: G and X of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
+    G = await denseGradients(model, layers, windows, { threads: opts.threads });
+    X = await denseX(model, layers, windows, { threads: opts.threads });
+    writeStatsFile(statsFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
+  }
+  const statsSeconds = (performance.now() - t0) / 1000;
+
+  const wl: WorkerLayer[] = layers.map((l) => ({
+    name: l.name,
+    initializer: l.initializer,
+    out: l.out,
+    in: l.in,
+    storedTransposed: l.storedTransposed,
+    weight: shared(readLayerWeight(model, l)),
+    G: shared(G.get(l.name)!),
+    X: shared(X.get(l.name)!),
+  }));
+  const workerInit: WorkerInit = {
+    model: sharedBytes(model),
+    layers: wl,
+    tokens: shared(tokens),
+    seqlen: s.seqlen,
+    batchSize: opts.batchSize,
+    sparsity: s.sparsity,
+    pattern,
+    fault: opts.fault ?? null,
+  };
+  return { model, layers, pattern, tokens, windows, workerInit, statsFile, statsCached: cached, statsSeconds };
+}
+
+function pick(o: Record<string, string>, keys: string[]): Record<string, string> {
+  return Object.fromEntries(keys.map((k) => [k, o[k]!]));
+}
+
+function sharedBytes(model: ModelProto): Uint8Array {
+  // Encoded once here; each worker decodes its own copy.
+  const bytes = encodeModel(model);
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  out.set(bytes);
+  return out;
+}

@@ -70,6 +70,8 @@ export interface TrainResult {
   finished: boolean;
   tokensSeen: number;
   elapsedSeconds: number;
+  /** loop time of this session only (elapsedSeconds includes earlier sessions) */
+  sessionSeconds: number;
   history: TrainHistory;
 }
 
@@ -199,7 +201,7 @@ export async function trainLlama(cfg: TrainConfig, data: TrainData, opts: Traine
     const finished = step >= cfg.steps;
     if (finished && history.evals.at(-1)?.step !== step) await evaluate();
     checkpoint();
-    return { weights: storedToPytorch(specs, params), stepsDone: step, finished, tokensSeen, elapsedSeconds: elapsed(), history };
+    return { weights: storedToPytorch(specs, params), stepsDone: step, finished, tokensSeen, elapsedSeconds: elapsed(), sessionSeconds: elapsed() - elapsedBefore, history };
   } finally {
     await session.release();
     await evaluator.release();

@@ -6,6 +6,9 @@ import { exportCommand } from './export.ts';
 import { inspectCommand } from './inspect.ts';
 import { evalCommand } from './eval.ts';
 import { trainCommand } from './train.ts';
+import { pruneCommand } from './prune.ts';
+import { baselinesCommand } from './baselines.ts';
+import { statsCommand } from './stats.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, searchCommand, reportCommand, exportCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, statsCommand, pruneCommand, baselinesCommand, searchCommand, reportCommand, exportCommand];

@@ -1,0 +1,127 @@
+/**
+ * `symprune baselines`: the dense model and every baseline method pruned in the same
+ * harness at one sparsity and pattern, with brown:test perplexity, so a discovered
+ * metric has its yardsticks measured on the same model, data and machine.
+ * G (and, one-shot, X) is computed once on the dense model and shared by the methods.
+ */
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.ts';
+import { loadModel } from '../../onnx/model-io.ts';
+import { cloneModel } from '../../onnx/graph-edit.ts';
+import { loadTokens } from '../../data/dataset.ts';
+import { resolveModel } from '../model-path.ts';
+import { progress } from '../progress.ts';
+import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
+import { parsePattern } from '../../prune/score.ts';
+import { checkCalibrationMode, evaluateModel } from './prune.ts';
+
+interface Args {
+  model?: string;
+  sparsity: number;
+  pattern: string;
+  methods?: string;
+  calibration: string;
+  data?: string;
+  nsamples: number;
+  seqlen: number;
+  'eval-tokens'?: number;
+  threads?: number;
+  json?: boolean;
+}
+
+export interface BaselineRow {
+  method: string;
+  ppl: number;
+  sparsity: number;
+  pruneSeconds: number;
+  evalSeconds: number;
+}
+
+export const baselinesCommand: CommandModule<object, Args> = {
+  command: 'baselines',
+  describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
+  builder: (y) =>
+    y
+      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
+      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
+      .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')} (default: all)` })
+      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
+      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
+      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
+      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' })
+      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
+      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+  handler: async (a) => {
+    const t0 = performance.now();
+    const pattern = parsePattern(a.pattern, a.sparsity);
+    const mode = checkCalibrationMode(a.calibration);
+    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES];
+    if (names.length === 0) throw new InputError('--methods: empty list');
+    const methods = names.map((n) => baselineMethod(n));
+    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const model = await loadModel(modelPath);
+    const layers = prunableLayers(model);
+    const vocabSize = modelVocabSize(model);
+    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });
+    const testTokens = await loadTokens('brown:test', { tokenizerPath, vocabSize });
+    const evalOpts = { tokens: testTokens, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads };
+    const log = (s: string) => {
+      if (!a.json && process.stderr.isTTY) process.stderr.write(s + '\n');
+    };
+
+    const dense = await evaluateModel(model, evalOpts);
+    log(`dense: ppl ${dense.ppl.toFixed(3)}`);
+    const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows) : null;
+    const X = mode === 'one-shot' && methods.some((m) => m.needs.X) ? await denseX(model, layers, windows, { threads: a.threads }) : null;
+    const shared = new MemoryStats(X, G);
+
+    const rows: BaselineRow[] = [];
+    for (const method of methods) {
+      const pruned = cloneModel(model);
+      const bar = progress(method.name, layers.length);
+      const r = await pruneModel(pruned, {
+        method,
+        sparsity: a.sparsity,
+        pattern,
+        calibration: mode,
+        windows,
+        stats: shared,
+        layers,
+        threads: a.threads,
+        onProgress: (s, d) => s === 'prune' && bar.update(d),
+      });
+      bar.done();
+      const ev = await evaluateModel(pruned, evalOpts);
+      rows.push({ method: method.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
+      log(`${method.name}: ppl ${ev.ppl.toFixed(3)}`);
+    }
+    const out = {
+      model: modelPath,
+      sparsity: a.sparsity,
+      pattern: pattern.kind === 'nm' ? `${pattern.n}:${pattern.m}` : 'unstructured',
+      calibration: { mode, data: a.data ?? DEFAULT_CALIBRATION_DATA, nsamples: windows.length, seqlen: a.seqlen },
+      eval: { data: 'brown:test', tokens: dense.tokens, seqlen: a.seqlen },
+      dense: { ppl: dense.ppl, seconds: dense.seconds },
+      methods: rows,
+      seconds: (performance.now() - t0) / 1000,
+    };
+    if (a.json) {
+      process.stdout.write(JSON.stringify(out) + '\n');
+      return;
+    }
+    const lines = [
+      `brown:test perplexity, ${out.pattern} at ${(100 * a.sparsity).toFixed(0)}% (${mode} calibration, ${windows.length} x ${a.seqlen} tokens of ${out.calibration.data}; ${dense.tokens} test tokens)`,
+      '',
+      '| method | perplexity | sparsity | prune s |',
+      '| --- | ---: | ---: | ---: |',
+      `| dense | ${dense.ppl.toFixed(2)} | 0.00% | - |`,
+      ...rows.map((r) => `| ${r.method} | ${r.ppl.toFixed(2)} | ${(100 * r.sparsity).toFixed(2)}% | ${r.pruneSeconds.toFixed(1)} |`),
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+  },
+};

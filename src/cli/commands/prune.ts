@@ -1,0 +1,192 @@
+/**
+ * `symprune prune`: apply a metric (any search-space expression) or a baseline method
+ * to an ONNX decoder and write the pruned model, its tokenizer and prune.json.
+ * Every input is checked before anything is written; the output folder may not be
+ * the input model's.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.ts';
+import { loadModel, saveModel } from '../../onnx/model-io.ts';
+import type { ModelProto } from '../../onnx/proto.ts';
+import { loadTokens } from '../../data/dataset.ts';
+import { PerplexityEvaluator } from '../../eval/perplexity.ts';
+import { resolveModel } from '../model-path.ts';
+import { progress } from '../progress.ts';
+import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
+import { buildPruneReport } from '../../prune/prune-report.ts';
+import { parsePattern } from '../../prune/score.ts';
+import { LayerStatsFile } from '../../prune/stats-file.ts';
+
+interface Args {
+  model?: string;
+  metric?: string;
+  method?: string;
+  sparsity: number;
+  pattern: string;
+  calibration: string;
+  data?: string;
+  nsamples: number;
+  seqlen: number;
+  stats?: string;
+  out: string;
+  eval?: boolean;
+  'eval-tokens'?: number;
+  threads?: number;
+  json?: boolean;
+}
+
+/** --metric: a file (infix, symprune JSON or Pruner-Zero tree JSON) or an inline infix expression. */
+export function metricFromArg(arg: string): PruneMethod {
+  let text = arg;
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(arg);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isFile()) text = fs.readFileSync(arg, 'utf8');
+  else if (/\.(json|txt)$/i.test(arg)) throw new InputError(`--metric ${arg}: file not found`);
+  try {
+    return metricMethodFromText(text);
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`--metric ${arg}: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Refuse an output folder that is, or would overwrite, the input model. */
+export function checkOutDir(out: string, modelPath: string, modelDir: string): string {
+  const dir = path.resolve(out);
+  const real = (p: string) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return path.resolve(p);
+    }
+  };
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new InputError(`--out ${out}: exists and is not a folder`);
+  if (real(dir) === real(modelDir)) throw new InputError(`--out ${out}: is the input model's folder; choose a new folder so the model is not overwritten`);
+  if (real(path.join(dir, 'model.onnx')) === real(modelPath)) throw new InputError(`--out ${out}: would overwrite the input model ${modelPath}`);
+  return dir;
+}
+
+export function checkCalibrationMode(mode: string): CalibrationMode {
+  if (mode !== 'one-shot' && mode !== 'sequential') throw new InputError(`--calibration ${mode}: expected one-shot or sequential`);
+  return mode;
+}
+
+/** Perplexity of an in-memory model on brown:test (or another spec; tokens may be preloaded). */
+export async function evaluateModel(
+  model: ModelProto,
+  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number },
+): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
+  const data = opts.data ?? 'brown:test';
+  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize: modelVocabSize(model) }));
+  const ev = await PerplexityEvaluator.create(model, { threads: opts.threads });
+  const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens });
+  await (ev as unknown as { release?: () => Promise<void> }).release?.();
+  return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
+}
+
+export const pruneCommand: CommandModule<object, Args> = {
+  command: 'prune',
+  describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
+  builder: (y) =>
+    y
+      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
+      .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
+      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
+      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
+      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' })
+      .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
+      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
+      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
+      .option('stats', { type: 'string', describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats`' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' })
+      .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
+      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })
+      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
+      .option('json', { type: 'boolean', describe: 'print prune.json to stdout' }) as never,
+  handler: async (a) => {
+    const t0 = performance.now();
+    // Flags first: nothing is loaded or written before they are all valid.
+    if ((a.metric === undefined) === (a.method === undefined)) throw new InputError('give exactly one of --metric FILE|EXPR or --method NAME');
+    const pattern = parsePattern(a.pattern, a.sparsity);
+    const mode = checkCalibrationMode(a.calibration);
+    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
+    const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
+    const outDir = checkOutDir(a.out, modelPath, dir);
+
+    const model = await loadModel(modelPath);
+    const layers = prunableLayers(model);
+    const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
+    try {
+      const needWindows =
+        method.kind === 'sparsegpt' ||
+        (method.needs.G && !stats?.has.G) ||
+        (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
+      const windows = needWindows
+        ? await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED })
+        : undefined;
+      let bar: ReturnType<typeof progress> | null = null;
+      let stage = '';
+      const result = await pruneModel(model, {
+        method,
+        sparsity: a.sparsity,
+        pattern,
+        calibration: mode,
+        windows,
+        stats,
+        layers,
+        threads: a.threads,
+        onProgress: (s, d, n) => {
+          if (s !== stage) {
+            bar?.done();
+            stage = s;
+            bar = progress(s, n);
+          }
+          bar!.update(d);
+        },
+      });
+      (bar as ReturnType<typeof progress> | null)?.done();
+
+      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      fs.mkdirSync(outDir, { recursive: true });
+      const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
+      if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
+      const report = buildPruneReport(
+        {
+          result,
+          model: modelPath,
+          tree: method.tree,
+          calibrationData: windows ? a.data ?? DEFAULT_CALIBRATION_DATA : null,
+          seed: CALIBRATION_SEED,
+          statsFile: a.stats ?? null,
+          eval: evalResult,
+          seconds: (performance.now() - t0) / 1000,
+          externalData: saved.externalDataFile ? path.basename(saved.externalDataFile) : null,
+        },
+        method.grouping === 'layer' ? 'per layer' : 'per output row',
+      );
+      const json = JSON.stringify(report, null, 2);
+      fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
+      if (a.json) {
+        process.stdout.write(json + '\n');
+      } else {
+        const ppl = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
+        process.stdout.write(
+          `pruned ${result.layers.length} layers with ${result.label} (${result.pattern}, ${result.calibration}): ` +
+            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${ppl}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
+        );
+      }
+    } finally {
+      stats?.close();
+    }
+  },
+};

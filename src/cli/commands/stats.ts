@@ -1,0 +1,81 @@
+/**
+ * `symprune stats`: G and X of every prunable layer on the dense model, written as a
+ * safetensors file that `prune --stats` and the search read back (and that tools on
+ * PyTorch can produce or consume).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.ts';
+import { loadModel } from '../../onnx/model-io.ts';
+import { resolveModel } from '../model-path.ts';
+import { progress } from '../progress.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
+import { writeStatsFile } from '../../prune/stats-file.ts';
+
+interface Args {
+  model?: string;
+  data?: string;
+  nsamples: number;
+  seqlen: number;
+  out: string;
+  threads?: number;
+  json?: boolean;
+}
+
+export const statsCommand: CommandModule<object, Args> = {
+  command: 'stats',
+  describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
+  builder: (y) =>
+    y
+      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
+      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
+      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output FILE.safetensors' })
+      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
+      .option('json', { type: 'boolean', describe: 'print a JSON summary' }) as never,
+  handler: async (a) => {
+    const t0 = performance.now();
+    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
+    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const out = path.resolve(a.out);
+    if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
+    if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
+    const model = await loadModel(modelPath);
+    const layers = prunableLayers(model);
+    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });
+    const tg = performance.now();
+    const gbar = progress('G', windows.length);
+    const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
+    gbar.done();
+    const gradSeconds = (performance.now() - tg) / 1000;
+    const tx = performance.now();
+    const bar = progress('X', windows.length);
+    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d) => bar.update(d) });
+    bar.done();
+    const xSeconds = (performance.now() - tx) / 1000;
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    writeStatsFile(out, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), {
+      model: modelPath,
+      data: a.data ?? DEFAULT_CALIBRATION_DATA,
+      nsamples: String(windows.length),
+      seqlen: String(a.seqlen),
+      seed: String(CALIBRATION_SEED),
+      G: '100 * sqrt(sum_n g_n^2), per-sequence gradient of mean next-token cross-entropy, dense model',
+      X: 'mean over sequences of sum over tokens of x_j^2 (layer input)',
+    });
+    const summary = {
+      out,
+      layers: layers.length,
+      nsamples: windows.length,
+      seqlen: a.seqlen,
+      bytes: fs.statSync(out).size,
+      seconds: { gradients: gradSeconds, X: xSeconds, total: (performance.now() - t0) / 1000 },
+    };
+    if (a.json) process.stdout.write(JSON.stringify(summary) + '\n');
+    else process.stdout.write(`wrote G and X of ${layers.length} layers (${windows.length} x ${a.seqlen} tokens) to ${out} in ${summary.seconds.total.toFixed(1)}s (G ${gradSeconds.toFixed(1)}s, X ${xSeconds.toFixed(1)}s)\n`);
+  },
+};

@@ -1,0 +1,339 @@
+/**
+ * Compile a metric into straight-line JavaScript over Float32Arrays (via `new Function`), so
+ * scoring a layer of millions of weights costs a few streaming loops instead of one tree walk
+ * and one array per node.
+ *
+ * Plan of a kernel:
+ * - Row-shaped subtrees (reading only X) are evaluated once per call over [cols] by the
+ *   reference interpreter (negligible work) and read by column index in the loops; X itself
+ *   is read as X[j].
+ * - Every whole-tensor reduction over a full-shaped value (mms, zsn, div by the norm of a
+ *   full-shaped y) gets statistics passes: a loop that recomputes the reduced subtree
+ *   elementwise and accumulates min/max, a sum, or a sum of squares. zsn needs two (mean,
+ *   then squared deviations). Reductions whose inputs are ready are accumulated together in
+ *   the same loop; nested reductions take later passes.
+ * - A final loop computes the whole tree per element into `out`, with every statistic a
+ *   scalar constant and all elementwise operators fused. Common subexpressions are computed
+ *   once per loop.
+ * The subtree under a reduction is normally recomputed in each pass that needs it: for a
+ * streaming kernel re-reading W/G costs the same memory traffic as reading a stored copy,
+ * and needs no rows x cols scratch (180 MB at 4096 x 11008). When that subtree contains
+ * log, exp or tanh (8-10 ns per element each, far above memory cost) it is instead stored
+ * in a scratch Float32Array during its first pass and read back later. Scratch arrays
+ * belong to the kernel and are reused across calls (`release()` drops them).
+ *
+ * The arithmetic is exactly semantics.ts, in the same order as the interpreter, so results
+ * are bit-identical to `interpret`.
+ */
+import { InputError } from '../errors.ts';
+import { evaluate } from './interpret.ts';
+import * as sem from './semantics.ts';
+import { BINARY_SRC, EXPENSIVE, UNARY_SRC, finishNorm, type ElementwiseUnary } from './semantics.ts';
+import { checkTerminalData, type TerminalData } from './terminal-data.ts';
+import { isTerminal, shapeOf, terminalsOf, type Tree } from './tree.ts';
+import { toInfix } from './print.ts';
+import { validateTree } from './validate.ts';
+
+export interface CompiledKernel {
+  /** Scores for one layer into `out` (allocated when absent), [rows * cols]. */
+  (data: TerminalData, out?: Float32Array): Float32Array;
+  readonly tree: Tree;
+  /** The generated JavaScript, for inspection and debugging. */
+  readonly source: string;
+  /** Loops over the full rows x cols tensor per call (statistics passes + the final pass). */
+  readonly passes: number;
+  /** rows x cols scratch arrays the kernel keeps (subtrees stored instead of recomputed). */
+  readonly scratchArrays: number;
+  /** Drop the scratch arrays (they are reallocated on the next call). */
+  release(): void;
+}
+
+interface Reduction {
+  id: number;
+  key: string;
+  op: 'mms' | 'zsn' | 'div';
+  /** The subtree whose elements the statistic is taken over (div: the right operand). */
+  reduced: Tree;
+  start: number;
+  finish: number;
+}
+
+type RowJob = { kind: 'value'; tree: Tree } | { kind: 'divisor'; tree: Tree };
+
+type KernelFn = (
+  W: Float32Array,
+  G: Float32Array | null,
+  X: Float32Array,
+  R: Float32Array[],
+  D: number[],
+  M: Float32Array[],
+  out: Float32Array,
+  rows: number,
+  cols: number,
+  lib: typeof sem,
+) => void;
+
+/** Compile a metric; throws an InputError if it is not a valid metric. */
+export function compileTree(tree: Tree): CompiledKernel {
+  const reason = validateTree(tree);
+  if (reason) throw new InputError(`metric ${reason}`);
+  const usesG = terminalsOf(tree).has('G');
+
+  const keys = new WeakMap<Tree, string>();
+  const keyOf = (t: Tree): string => {
+    let k = keys.get(t);
+    if (k === undefined) {
+      k = toInfix(t);
+      keys.set(t, k);
+    }
+    return k;
+  };
+  const shapes = new Map<string, 'row' | 'full'>();
+  const shape = (t: Tree) => {
+    const k = keyOf(t);
+    let s = shapes.get(k);
+    if (!s) {
+      s = shapeOf(t);
+      shapes.set(k, s);
+    }
+    return s;
+  };
+
+  // Row-shaped values and row-shaped divisors, computed per call by the interpreter.
+  const rowJobs: RowJob[] = [];
+  const rowIndex = new Map<string, number>(); // key -> index into R
+  const divIndex = new Map<string, number>(); // div key -> index into D
+  const reductions = new Map<string, Reduction>();
+
+  const scan = (t: Tree): void => {
+    if (shape(t) === 'row') {
+      if (t.op !== 'X' && !rowIndex.has(keyOf(t))) {
+        rowIndex.set(keyOf(t), rowIndex.size);
+        rowJobs.push({ kind: 'value', tree: t });
+      }
+      return;
+    }
+    if (t.op === 'div') {
+      const y = t.args[1]!;
+      scan(t.args[0]!);
+      if (shape(y) === 'row') {
+        if (!divIndex.has(keyOf(t))) {
+          divIndex.set(keyOf(t), divIndex.size);
+          rowJobs.push({ kind: 'divisor', tree: y });
+        }
+      } else {
+        scan(y);
+        addReduction(t, 'div', y);
+      }
+      return;
+    }
+    for (const a of t.args) scan(a);
+    if (t.op === 'mms' || t.op === 'zsn') addReduction(t, t.op, t.args[0]!);
+  };
+  const addReduction = (t: Tree, op: Reduction['op'], reduced: Tree) => {
+    const k = keyOf(t);
+    if (!reductions.has(k)) reductions.set(k, { id: reductions.size, key: k, op, reduced, start: -1, finish: -1 });
+  };
+  scan(tree);
+
+  // Statistics a subtree's value depends on, and the pass in which each becomes available.
+  const depsMemo = new Map<string, Set<string>>();
+  const deps = (t: Tree): Set<string> => {
+    const k = keyOf(t);
+    let s = depsMemo.get(k);
+    if (s) return s;
+    s = new Set<string>();
+    if (shape(t) === 'full') {
+      if (t.op === 'div') {
+        if (reductions.has(k)) s.add(k);
+        for (const d of deps(t.args[0]!)) s.add(d);
+      } else {
+        if (reductions.has(k)) s.add(k);
+        for (const a of t.args) for (const d of deps(a)) s.add(d);
+      }
+    }
+    depsMemo.set(k, s);
+    return s;
+  };
+  const schedule = (r: Reduction): void => {
+    if (r.start >= 0) return;
+    let start = 0;
+    for (const dk of deps(r.reduced)) {
+      const d = reductions.get(dk)!;
+      schedule(d);
+      start = Math.max(start, d.finish + 1);
+    }
+    r.start = start;
+    r.finish = start + (r.op === 'zsn' ? 1 : 0);
+  };
+  let finalPass = 0;
+  for (const r of reductions.values()) {
+    schedule(r);
+    finalPass = Math.max(finalPass, r.finish + 1);
+  }
+
+  // Subtrees under mms/zsn that contain transcendental operators are stored, not recomputed.
+  const containsExpensive = (t: Tree): boolean => EXPENSIVE.has(t.op) || t.args.some(containsExpensive);
+  const storedIndex = new Map<string, number>();
+  for (const r of reductions.values()) {
+    const c = r.reduced;
+    if (r.op === 'div' || isTerminal(c.op) || shape(c) !== 'full' || !containsExpensive(c)) continue;
+    if (!storedIndex.has(keyOf(c))) storedIndex.set(keyOf(c), storedIndex.size);
+  }
+  const storedInPass = new Map<string, number>();
+
+  const src: string[] = ['"use strict";', 'const fr = Math.fround;'];
+  for (let k = 0; k < storedIndex.size; k++) src.push(`const M${k} = M[${k}];`);
+  for (let k = 0; k < rowIndex.size; k++) src.push(`const R${k} = R[${k}];`);
+  for (const [k, idx] of divIndex) src.push(`const D${idx} = D[${idx}]; // ${k}`);
+  for (const r of reductions.values()) {
+    if (r.op === 'mms') src.push(`let mn${r.id} = 0, rg${r.id} = 1; // ${r.key}`);
+    if (r.op === 'zsn') src.push(`let mu${r.id} = 0, sd${r.id} = 1, cnt${r.id} = 0; // ${r.key}`);
+    if (r.op === 'div') src.push(`let c${r.id} = 1; // ${r.key}`);
+  }
+
+  for (let p = 0; p <= finalPass; p++) {
+    const body: string[] = [];
+    const memo = new Map<string, string>();
+    let usesColumn = false;
+    let tmp = 0;
+    const emit = (expr: string, k: string): string => {
+      const name = `t${tmp++}`;
+      body.push(`const ${name} = ${expr};`);
+      memo.set(k, name);
+      return name;
+    };
+    const val = (t: Tree): string => {
+      const k = keyOf(t);
+      const hit = memo.get(k);
+      if (hit) return hit;
+      if (shape(t) === 'row') {
+        usesColumn = true;
+        return emit(t.op === 'X' ? 'X[j]' : `R${rowIndex.get(k)}[j]`, k);
+      }
+      if (isTerminal(t.op)) return emit(`${t.op}[i]`, k);
+      const m = storedIndex.get(k);
+      if (m !== undefined) {
+        const first = storedInPass.get(k);
+        if (first !== undefined && first < p) return emit(`M${m}[i]`, k);
+        const name = compute(t, k);
+        if (first === undefined) {
+          storedInPass.set(k, p);
+          body.push(`M${m}[i] = ${name};`);
+        }
+        return name;
+      }
+      return compute(t, k);
+    };
+    const compute = (t: Tree, k: string): string => {
+      const red = reductions.get(k);
+      switch (t.op) {
+        case 'mms': {
+          const v = val(t.args[0]!);
+          const id = red!.id;
+          return emit(`fr((${v} - mn${id}) / rg${id})`, k);
+        }
+        case 'zsn': {
+          const v = val(t.args[0]!);
+          const id = red!.id;
+          return emit(`fr((${v} - mu${id}) / sd${id})`, k);
+        }
+        case 'div': {
+          const v = val(t.args[0]!);
+          const c = red ? `c${red.id}` : `D${divIndex.get(k)}`;
+          return emit(`fr(${v} / ${c})`, k);
+        }
+        case 'add':
+        case 'sub':
+        case 'mul':
+          return emit(BINARY_SRC[t.op](val(t.args[0]!), val(t.args[1]!)), k);
+        default:
+          return emit(UNARY_SRC[t.op as ElementwiseUnary](val(t.args[0]!)), k);
+      }
+    };
+
+    const before: string[] = [];
+    const after: string[] = [];
+    for (const r of reductions.values()) {
+      const id = r.id;
+      if (r.start === p) {
+        const v = val(r.reduced);
+        if (r.op === 'mms') {
+          before.push(`let lo${id} = Infinity, hi${id} = -Infinity;`);
+          body.push(`if (${v} - ${v} === 0) { if (${v} < lo${id}) lo${id} = ${v}; if (${v} > hi${id}) hi${id} = ${v}; }`);
+          after.push(`{ const s = lib.finishMms(lo${id}, hi${id}); mn${id} = s.mn; rg${id} = s.rg; }`);
+        } else if (r.op === 'zsn') {
+          before.push(`let sum${id} = 0, n${id} = 0;`);
+          body.push(`if (${v} - ${v} === 0) { sum${id} += ${v}; n${id}++; }`);
+          after.push(`mu${id} = lib.finishMean(sum${id}, n${id}); cnt${id} = n${id};`);
+        } else {
+          before.push(`let q${id} = 0;`);
+          body.push(`if (${v} - ${v} === 0) q${id} += ${v} * ${v};`);
+          after.push(`c${id} = lib.finishNorm(q${id}, 1);`);
+        }
+      } else if (r.op === 'zsn' && r.start + 1 === p) {
+        const v = val(r.reduced);
+        before.push(`let ss${id} = 0;`);
+        body.push(`if (${v} - ${v} === 0) { const dv = ${v} - mu${id}; ss${id} += dv * dv; }`);
+        after.push(`sd${id} = lib.finishStd(ss${id}, cnt${id});`);
+      }
+    }
+    if (p === finalPass) body.push(`out[i] = ${val(tree)};`);
+
+    src.push(`// pass ${p}${p === finalPass ? ' (final)' : ' (statistics)'}`);
+    src.push(...before);
+    if (usesColumn) {
+      src.push('for (let r = 0; r < rows; r++) {');
+      src.push('  const base = r * cols;');
+      src.push('  for (let j = 0; j < cols; j++) {');
+      src.push('    const i = base + j;');
+      for (const l of body) src.push(`    ${l}`);
+      src.push('  }');
+      src.push('}');
+    } else {
+      src.push('for (let i = 0, n = rows * cols; i < n; i++) {');
+      for (const l of body) src.push(`  ${l}`);
+      src.push('}');
+    }
+    src.push(...after);
+  }
+
+  const source = src.join('\n');
+  const fn = new Function('W', 'G', 'X', 'R', 'D', 'M', 'out', 'rows', 'cols', 'lib', source) as KernelFn;
+  let scratch: Float32Array[] = [];
+
+  const kernel = (data: TerminalData, out?: Float32Array): Float32Array => {
+    checkTerminalData(data, usesG);
+    const n = data.rows * data.cols;
+    if (out === undefined) out = new Float32Array(n);
+    else if (!(out instanceof Float32Array) || out.length !== n) {
+      throw new InputError(`kernel output: expected a Float32Array of ${n} values, got ${out?.length}`);
+    }
+    const R: Float32Array[] = [];
+    const D: number[] = [];
+    for (const job of rowJobs) {
+      const v = evaluate(job.tree, data).data;
+      if (job.kind === 'value') {
+        R.push(v);
+      } else {
+        let q = 0;
+        for (let j = 0; j < v.length; j++) {
+          const e = v[j]!;
+          if (e - e === 0) q += e * e;
+        }
+        D.push(finishNorm(q, data.rows));
+      }
+    }
+    const M: Float32Array[] = [];
+    for (let k = 0; k < storedIndex.size; k++) {
+      if (!scratch[k] || scratch[k]!.length < n) scratch[k] = new Float32Array(n);
+      M.push(scratch[k]!.length === n ? scratch[k]! : scratch[k]!.subarray(0, n));
+    }
+    fn(data.W, data.G, data.X, R, D, M, out, data.rows, data.cols, sem);
+    return out;
+  };
+  const release = () => {
+    scratch = [];
+  };
+  return Object.assign(kernel, { tree, source, passes: finalPass + 1, scratchArrays: storedIndex.size, release });
+}

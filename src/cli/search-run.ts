@@ -38,8 +38,8 @@ export interface SearchOptions {
   log?: (line: string) => void;
   /** Redraw a progress line (TTY only). */
   showProgress?: boolean;
-  /** Fault injection for tests (see WorkerInit.fault), from SYMPRUNE_WORKER_FAULT=crash@N|hang@N. */
-  fault?: { at: number; kind: 'crash' | 'hang' } | null;
+  /** Fault injection for tests (see WorkerInit.fault), from SYMPRUNE_WORKER_FAULT=crash@N|hang@N|slow@N. */
+  fault?: { at: number; kind: 'crash' | 'hang' | 'slow' } | null;
 }
 
 export interface SearchSummary {
@@ -58,12 +58,12 @@ export interface SearchSummary {
 
 class Interrupted extends Error {}
 
-/** Parse SYMPRUNE_WORKER_FAULT (testing hook): `crash@N` or `hang@N`, N = the N-th perplexity task. */
+/** Parse SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `slow@N`, N = the N-th perplexity task. */
 export function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): SearchOptions['fault'] {
   if (!v) return null;
-  const m = /^(crash|hang)@(\d+)$/.exec(v);
-  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N or hang@N`);
-  return { kind: m[1] as 'crash' | 'hang', at: Number(m[2]) };
+  const m = /^(crash|hang|slow)@(\d+)$/.exec(v);
+  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or slow@N`);
+  return { kind: m[1] as 'crash' | 'hang' | 'slow', at: Number(m[2]) };
 }
 
 export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
@@ -73,6 +73,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   if (!Number.isInteger(workers) || workers < 1) throw new InputError(`--workers ${workers}: must be a positive integer`);
   if (o.taskTimeout !== undefined && !(o.taskTimeout > 0)) throw new InputError(`--task-timeout ${o.taskTimeout}: must be a positive number of seconds`);
 
+  if (o.resume && !existsSync(o.db)) throw new InputError(`${o.db}: no such database, so no run to resume; leave out --resume to start one`);
   // Which model: the flag, else (resume) the run's, else the bundled one.
   let modelArg = o.model;
   if (o.resume && modelArg === undefined && existsSync(o.db)) {

@@ -7,7 +7,7 @@
  * session.run aborts the whole process (a native exception escapes; seen with
  * onnxruntime-node 1.30): the task carries its deadline and the worker stops itself
  * between batches of windows (status `timeout`, the worker lives on); only a task still
- * running at twice its deadline plus 10 s, i.e. stuck outside onnxruntime, is aborted by
+ * running at twice its deadline plus a grace (10 s), i.e. stuck outside onnxruntime, is aborted by
  * terminating its worker. A worker that dies fails only its own task (status `crash`);
  * piscina starts a replacement and the caller carries on.
  */
@@ -33,11 +33,14 @@ export interface PoolOptions {
   threads: number;
   /** Per-task timeout in milliseconds (0 = none); tasks get it as their `timeoutMs` field. */
   taskTimeoutMs: number;
+  /** Extra time past twice the timeout before a silent worker is terminated (default 10 s). */
+  hardGraceMs?: number;
 }
 
 export class EvalPool {
   private readonly pool: Piscina;
   private timeoutMs: number;
+  private readonly hardGraceMs: number;
   private running = 0;
   private waiting: (() => void)[] = [];
   readonly threads: number;
@@ -47,6 +50,7 @@ export class EvalPool {
   constructor(opts: PoolOptions) {
     this.threads = Math.max(1, Math.floor(opts.threads));
     this.timeoutMs = opts.taskTimeoutMs;
+    this.hardGraceMs = opts.hardGraceMs ?? 10_000;
     const filename = opts.filename instanceof URL ? fileURLToPath(opts.filename) : opts.filename;
     this.pool = new Piscina({
       filename,
@@ -81,7 +85,7 @@ export class EvalPool {
     await this.acquire();
     const t0 = performance.now();
     const ctl = new AbortController();
-    const hardMs = 2 * timeoutMs + 10_000;
+    const hardMs = 2 * timeoutMs + this.hardGraceMs;
     const timer = timeoutMs > 0 ? setTimeout(() => ctl.abort(new Error('timeout')), hardMs) : undefined;
     try {
       const reply = (await this.pool.run({ ...task, timeoutMs }, { signal: ctl.signal, transferList: transferList as never })) as WorkerReply<T>;

@@ -51,8 +51,13 @@ export interface WorkerInit {
   batchSize?: number;
   sparsity: number;
   pattern: Pattern;
-  /** Fault injection for tests: a shared counter of ppl tasks and what to do at which count. */
-  fault?: { counter: Int32Array; at: number; kind: 'crash' | 'hang' } | null;
+  /**
+   * Fault injection for tests: a shared counter of perplexity tasks and what the N-th does:
+   * `crash` exits the worker, `hang` blocks it outside onnxruntime (only the pool's hard
+   * timeout ends it), `slow` sleeps past the task's time limit between two batches (the
+   * worker's own timeout stops it).
+   */
+  fault?: { counter: Int32Array; at: number; kind: 'crash' | 'hang' | 'slow' } | null;
 }
 
 export type WorkerTask = (
@@ -176,18 +181,22 @@ function prunedWeights(mask: SharedArrayBuffer): Record<string, Float32Array> {
 
 async function ppl(weights: Record<string, Float32Array>, maxTokens: number, deadline: { at: number; ms: number }): Promise<Omit<PplReply, 'seconds'>> {
   const f = init.fault;
+  let slow = false;
   if (f) {
     const n = Atomics.add(f.counter, 0, 1) + 1;
     if (n === f.at) {
       if (f.kind === 'crash') process.exit(70);
-      // A hang outside onnxruntime: only the pool's hard timeout can end it.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      if (f.kind === 'hang') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      slow = true;
     }
   }
   const check = (): void => {
+    if (slow) {
+      slow = false;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(60_000, 1.5 * deadline.ms + 10));
+    }
     if (performance.now() > deadline.at) throw new TaskTimeout(`timed out: over the ${(deadline.ms / 1000).toFixed(1)} s limit per task`);
   };
-  check();
   const r = await evaluator.evaluate(init.tokens, { seqlen: init.seqlen, maxTokens, batchSize: init.batchSize, weights, onProgress: check });
   return { ppl: r.ppl, nll: r.nll, tokens: r.tokens, worker: threadId };
 }

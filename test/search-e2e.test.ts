@@ -1,0 +1,255 @@
+/**
+ * `symprune search` end to end on a tiny LLaMA built on the fly: real worker threads,
+ * real onnxruntime sessions, a real SQLite file. The run is SIGKILLed part way, resumed,
+ * and compared with an uninterrupted run of the same seed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { buildLlama } from '../src/onnx/llama-builder.ts';
+import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
+import { saveModel } from '../src/onnx/model-io.ts';
+import { encodeModel } from '../src/onnx/proto.ts';
+import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
+import { EvalPool, shared } from '../src/eval/pool.ts';
+import type { WorkerInit } from '../src/eval/worker.ts';
+import { parseMetric } from '../src/search-space/parse.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
+const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
+const model = buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2));
+
+/** Token stream with some structure (each id mostly follows from the previous one). */
+function tokens(n: number, seed: number): Uint16Array {
+  const a = new Uint16Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    a[i] = i % 7 === 0 ? (x >> 8) % 64 : (a[i - 1]! * 3 + 1) % 64;
+  }
+  return a;
+}
+
+const ready = (async () => {
+  await saveModel(model, join(dir, 'model.onnx'));
+  writeFileSync(join(dir, 'fit.bin'), tokens(8192, 1));
+  writeFileSync(join(dir, 'calib.bin'), tokens(4096, 2));
+})();
+
+const base = ['--model', dir, '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--seed', '5'];
+const searchArgs = (db: string, extra: string[] = []) => ['search', ...base, '--population', '10', '--eval-tokens', '4096', '--iterations', '24', '--batch', '2', '--db', db, '--json', ...extra];
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+}
+
+type Row = Record<string, unknown>;
+function dump(db: string) {
+  const d = new Database(db, { readonly: true });
+  try {
+    return {
+      runs: d.prepare('SELECT id, status FROM runs').all() as Row[],
+      individuals: d.prepare('SELECT id, infix, hash, origin, parents, step, fingerprint, invalid, fitness, fidelity, shared_with FROM individuals ORDER BY id').all() as Row[],
+      evaluations: d.prepare('SELECT id, individual, fidelity, tokens, ppl, status, reused_from FROM evaluations ORDER BY id').all() as Row[],
+      progress: d.prepare('SELECT step, best, median FROM progress ORDER BY step').all() as Row[],
+      checkpoints: d.prepare('SELECT step FROM checkpoints').all() as Row[],
+      baselines: d.prepare('SELECT method, ppl FROM baselines ORDER BY method').all() as Row[],
+    };
+  } finally {
+    d.close();
+  }
+}
+
+/** The log is consistent: contiguous ids, no pending rows, each evaluated individual has its evaluations. */
+function assertConsistent(x: ReturnType<typeof dump>): void {
+  assert.deepEqual(x.runs.map((r) => r.status), ['finished']);
+  x.individuals.forEach((r, i) => assert.equal(r.id, i + 1, 'individual ids are 1..N'));
+  for (const r of x.individuals) {
+    assert.notEqual(r.origin, 'pending', `individual ${r.id} left pending`);
+    assert.notEqual(r.fitness, null, `individual ${r.id} has no fitness`);
+    const evs = x.evaluations.filter((e) => e.individual === r.id);
+    if (r.invalid === null) assert.ok(evs.some((e) => e.fidelity === 'short'), `individual ${r.id} has no short evaluation`);
+    if (r.fidelity === 'full') assert.equal(r.fitness, evs.find((e) => e.fidelity === 'full')!.ppl);
+  }
+  const keys = x.evaluations.map((e) => `${e.individual}/${e.fidelity}`);
+  assert.equal(new Set(keys).size, keys.length, 'one evaluation per individual and fidelity');
+  x.progress.forEach((p, i) => assert.equal(p.step, i + 1, 'a progress row per step'));
+  assert.deepEqual(x.checkpoints.map((c) => c.step), [x.progress.length]);
+}
+
+test('a search killed with SIGKILL and resumed loses nothing and matches an uninterrupted run', async () => {
+  await ready;
+  // Reference: uninterrupted, with one worker.
+  const refDb = join(dir, 'ref.sqlite');
+  const ref = cli(searchArgs(refDb, ['--workers', '1']));
+  assert.equal(ref.status, 0, ref.stderr);
+  const summary = JSON.parse(ref.stdout.trim().split('\n').pop()!);
+  assert.equal(summary.status, 'finished');
+  assert.ok(summary.evaluations.short > 10 && summary.evaluations.full > 0, JSON.stringify(summary));
+  const refLog = dump(refDb);
+  assertConsistent(refLog);
+  assert.ok(refLog.individuals.length >= 24 + 10 - 2, `individuals: ${refLog.individuals.length}`);
+  assert.ok(refLog.baselines.length >= 7, 'dense and the baselines are stored');
+
+  // Interrupted: two workers, SIGKILL once some candidate evaluations are committed.
+  const db = join(dir, 'killed.sqlite');
+  const child = spawn(process.execPath, ['bin/symprune.mjs', ...searchArgs(db, ['--workers', '2'])], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  let atKill: ReturnType<typeof dump> | null = null;
+  for (let i = 0; i < 600 && !atKill; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    if (!existsSync(db)) continue;
+    try {
+      const d = new Database(db, { readonly: true });
+      const n = d.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
+      d.close();
+      if (n >= 12) {
+        child.kill('SIGKILL');
+        await exited;
+        atKill = dump(db);
+      }
+    } catch {
+      // schema not there yet
+    }
+  }
+  assert.ok(atKill, 'the run reached 12 evaluations before it finished');
+  assert.equal(atKill.runs[0]!.status, 'running');
+  assert.ok(atKill.progress.length < refLog.progress.length, 'killed part way');
+
+  const again = cli(searchArgs(db, ['--workers', '2']));
+  assert.equal(again.status, 2, 'a database holding a run needs --resume');
+  assert.match(again.stderr, /already holds run 1 with this configuration \(running\); pass --resume/);
+
+  const res = cli(['search', '--db', db, '--resume', '--json', '--workers', '2']);
+  assert.equal(res.status, 0, res.stderr);
+  const after = dump(db);
+  assertConsistent(after);
+  // Nothing finished before the kill was lost or changed.
+  for (const e of atKill.evaluations) assert.deepEqual(after.evaluations.find((x) => x.id === e.id), e);
+  // The same search as the uninterrupted one: same individuals, masks and fitness.
+  const strip = (rows: Row[]) => rows.map(({ id, infix, hash, origin, parents, fingerprint, invalid, fitness, fidelity, shared_with }) => ({ id, infix, hash, origin, parents, fingerprint, invalid, fitness, fidelity, shared_with }));
+  assert.deepEqual(strip(after.individuals), strip(refLog.individuals));
+  assert.deepEqual(after.progress, refLog.progress);
+  assert.deepEqual(after.baselines, refLog.baselines);
+
+  // Resuming a finished run does nothing more.
+  const done = cli(['search', '--db', db, '--resume', '--json']);
+  assert.equal(done.status, 0, done.stderr);
+  assert.equal(dump(db).evaluations.length, after.evaluations.length);
+
+  // report and export read it.
+  const rep = cli(['report', '--db', db, '--json', '--plot', join(dir, 'plot.svg')]);
+  assert.equal(rep.status, 0, rep.stderr);
+  const report = JSON.parse(rep.stdout);
+  assert.equal(report.leaderboard[0].fitness, Math.min(...after.individuals.map((r) => r.fitness as number)));
+  assert.equal(report.curve.length, after.progress.length);
+  const out = join(dir, 'best.json');
+  const ex = cli(['export', '--db', db, '--format', 'json', '--out', out]);
+  assert.equal(ex.status, 0, ex.stderr);
+  assert.equal(JSON.parse(readFileSync(out, 'utf8')).infix, report.leaderboard[0].infix);
+});
+
+test('bad --db inputs and a changed configuration: one line, exit 2, nothing touched', async () => {
+  await ready;
+  const db = join(dir, 'small.sqlite');
+  const small = (extra: string[] = []) => ['search', ...base, '--eval-tokens', '512', '--iterations', '2', '--population', '4', '--baselines', 'none', '--workers', '1', '--db', db, '--json', ...extra];
+  const first = cli(small());
+  assert.equal(first.status, 0, first.stderr);
+  const before = dump(db);
+  const diff = cli(small(['--sparsity', '0.6']));
+  assert.equal(diff.status, 2);
+  assert.equal(diff.stderr.trim().split('\n').length, 1, diff.stderr);
+  assert.match(diff.stderr, /holds run 1 with a different configuration \(--sparsity 0\.6 \(the run has 0\.5\)\); pass --resume to continue that run or use another --db/);
+  const diffResume = cli(['search', '--db', db, '--resume', '--population', '7']);
+  assert.equal(diffResume.status, 2);
+  assert.match(diffResume.stderr, /--resume: --population 7 \(the run has 4\)/);
+  assert.deepEqual(dump(db), before);
+
+  const corrupt = join(dir, 'corrupt.sqlite');
+  const junk = Buffer.from('not sqlite '.repeat(50));
+  writeFileSync(corrupt, junk);
+  const c = cli(small().map((a) => (a === db ? corrupt : a)));
+  assert.equal(c.status, 2);
+  assert.equal(c.stderr.trim(), `symprune: ${corrupt}: not a symprune database (file is not a database)`);
+  assert.deepEqual(readFileSync(corrupt), junk);
+
+  const blocked = join(dir, 'fit.bin', 'x.sqlite'); // a path under a file
+  const b = cli(small().map((a) => (a === db ? blocked : a)));
+  assert.equal(b.status, 2);
+  assert.match(b.stderr, /x\.sqlite: cannot create folder .* \(E(NOTDIR|EXIST)\)/);
+  if (process.getuid?.() !== 0) {
+    const ro = join(dir, 'ro');
+    mkdirSync(ro);
+    chmodSync(ro, 0o555);
+    const r = cli(small().map((a) => (a === db ? join(ro, 'x.sqlite') : a)));
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /folder is not writable/);
+  }
+  const noRun = cli(['search', '--db', join(dir, 'none.sqlite'), '--resume']);
+  assert.equal(noRun.status, 2);
+  assert.match(noRun.stderr, /no run to resume/);
+});
+
+test('a crashed worker and a timed-out task are recorded and the search goes on', async () => {
+  await ready;
+  // Perplexity tasks: 1 dense warm-up, then candidates; the 4th crashes its worker, the 7th runs past its limit.
+  for (const [fault, status] of [
+    ['crash@4', 'crash'],
+    ['slow@7', 'timeout'],
+  ] as const) {
+    const db = join(dir, `fault-${status}.sqlite`);
+    const r = cli(['search', ...base, '--eval-tokens', '1024', '--iterations', '6', '--population', '6', '--baselines', 'none', '--workers', '1', '--task-timeout', '1', '--db', db, '--json'], { SYMPRUNE_WORKER_FAULT: fault });
+    assert.equal(r.status, 0, r.stderr);
+    const log = dump(db);
+    assertConsistent(log);
+    const bad = log.evaluations.filter((e) => e.status !== 'ok' && e.status !== 'reused');
+    assert.equal(bad.length, 1, JSON.stringify(bad));
+    assert.equal(bad[0]!.status, status);
+    assert.equal(bad[0]!.ppl, null);
+    const ind = log.individuals.find((i) => i.id === bad[0]!.individual)!;
+    assert.equal(ind.fitness, Infinity);
+    assert.match(String(ind.invalid), new RegExp(status));
+    // Evaluations after the failure succeeded (a replacement worker, or the same one).
+    assert.ok(log.evaluations.some((e) => (e.id as number) > (bad[0]!.id as number) && e.status === 'ok'));
+  }
+});
+
+test('pool: a worker stuck outside onnxruntime is terminated at the hard limit and replaced', async () => {
+  const layers = discoverLayers(model);
+  const bytes = encodeModel(model);
+  const mb = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  mb.set(bytes);
+  const init: WorkerInit = {
+    model: mb,
+    tokens: shared(Int32Array.from(tokens(2048, 3))),
+    seqlen: 32,
+    sparsity: 0.5,
+    pattern: { kind: 'unstructured' },
+    layers: layers.map((l) => ({ name: l.name, initializer: l.initializer, out: l.out, in: l.in, storedTransposed: l.storedTransposed, weight: shared(readLayerWeight(model, l)), G: null, X: shared(new Float32Array(l.in).fill(1)) })),
+    fault: { counter: new Int32Array(new SharedArrayBuffer(4)), at: 2, kind: 'hang' },
+  };
+  const pool = new EvalPool({ filename: new URL('../src/eval/worker-entry.mjs', import.meta.url), workerData: init, threads: 1, taskTimeoutMs: 2000, hardGraceMs: 300 });
+  try {
+    const m = await pool.run<{ mask: SharedArrayBuffer; fingerprint: string }>({ kind: 'mask', tree: parseMetric('mul(W,sqrt(X))') });
+    assert.equal(m.status, 'ok');
+    const maskTask = { kind: 'ppl', mask: m.status === 'ok' ? m.value.mask : null, maxTokens: 1024 };
+    const first = await pool.run<{ ppl: number }>(maskTask);
+    assert.equal(first.status, 'ok');
+    const hung = await pool.run(maskTask);
+    assert.equal(hung.status, 'timeout');
+    assert.match(hung.status === 'timeout' ? hung.error : '', /worker terminated/);
+    const next = await pool.run<{ ppl: number }>(maskTask);
+    assert.equal(next.status, 'ok');
+    assert.equal(next.status === 'ok' && first.status === 'ok' ? next.value.ppl : 0, first.status === 'ok' ? first.value.ppl : 1);
+    assert.equal(pool.replaced, 1);
+    // Masks from a tree reading G when the run has no G: an error reply, the worker lives.
+    const err = await pool.run({ kind: 'mask', tree: parseMetric('mul(W,G)') });
+    assert.equal(err.status, 'error');
+  } finally {
+    await pool.close();
+  }
+});

@@ -182,3 +182,22 @@ test('loadTokens: brown splits and .txt need a tokenizer; ids checked against th
   await assert.rejects(loadTokens(txt, {}), /needs a tokenizer/);
   await assert.rejects(loadTokens(join(dir, 'absent.txt'), { tokenizerPath: tokPath }), /data file not found/);
 });
+
+test('symprune tokenizer train writes a loadable tokenizer.json and reports it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const bin = new URL('../bin/symprune.mjs', import.meta.url).pathname;
+  const txt = join(dir, 'corpus.txt');
+  writeFileSync(txt, trainSample);
+  const out = join(dir, 'cli-tokenizer.json');
+  const r = spawnSync(process.execPath, [bin, 'tokenizer', 'train', '--vocab', '600', '--data', txt, '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.equal(info.vocabSize, 600);
+  assert.equal(info.endOfTextId, 599);
+  // Same text, same vocabulary size: the same tokenizer as trained in-process.
+  assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), JSON.parse(readFileSync(tokPath, 'utf8')));
+  assert.equal(info.tokens, loadTokenizer(out).encode(trainSample).length);
+  const bad = spawnSync(process.execPath, [bin, 'tokenizer', 'train', '--vocab', '600', '--data', join(dir, 'none.txt'), '--out', out], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^symprune: --data .*none\.txt: file not found\n$/);
+});

@@ -1,0 +1,84 @@
+/**
+ * `symprune tokenizer train`: fit a byte-level BPE tokenizer (GPT-2 style) on Brown's
+ * train split or a text file and write it as a Hugging Face tokenizer.json.
+ */
+import { existsSync, readFileSync, renameSync, statSync } from 'node:fs';
+import type { CommandModule } from 'yargs';
+import { InputError } from '../../errors.ts';
+import { encodeWithMerges, saveTokenizerJson, trainBpe } from '../../data/bpe-train.ts';
+import { isSplitName, splitText, SPLITS } from '../../data/splits.ts';
+import { progress } from '../progress.ts';
+
+interface TrainArgs {
+  vocab: number;
+  out: string;
+  data: string;
+  json?: boolean;
+}
+
+function trainingText(spec: string): string {
+  if (spec.startsWith('brown:')) {
+    const split = spec.slice('brown:'.length);
+    if (!isSplitName(split)) throw new InputError(`--data ${spec}: unknown Brown split (use ${SPLITS.map((s) => `brown:${s}`).join(', ')})`);
+    return splitText(split);
+  }
+  if (!spec.toLowerCase().endsWith('.txt')) throw new InputError(`--data ${spec}: train a tokenizer on brown:<split> or a .txt file`);
+  if (!existsSync(spec) || statSync(spec).isDirectory()) throw new InputError(`--data ${spec}: file not found`);
+  const text = readFileSync(spec, 'utf8');
+  if (text.length === 0) throw new InputError(`--data ${spec}: the file is empty`);
+  return text;
+}
+
+const trainSub: CommandModule<object, TrainArgs> = {
+  command: 'train',
+  describe: 'train a byte-level BPE tokenizer and save it as tokenizer.json',
+  builder: (y) =>
+    y
+      .option('vocab', { type: 'number', default: 4096, describe: 'vocabulary size: 256 bytes + merges + <|endoftext|> (last id)' })
+      .option('out', { type: 'string', default: 'tokenizer.json', describe: 'where to write the tokenizer.json' })
+      .option('data', { type: 'string', default: 'brown:train', describe: 'training text: brown:<split> or FILE.txt' })
+      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+  handler: (a) => {
+    if (!Number.isInteger(a.vocab) || a.vocab < 257) throw new InputError(`--vocab ${a.vocab}: must be an integer of at least 257`);
+    const text = trainingText(a.data);
+    const t0 = performance.now();
+    const bar = progress('merges', a.vocab);
+    let model;
+    try {
+      model = trainBpe(text, { vocabSize: a.vocab, onProgress: (d) => bar.update(d) });
+    } finally {
+      bar.done();
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const tmp = `${a.out}.tmp-${process.pid}`;
+    saveTokenizerJson(model, tmp);
+    renameSync(tmp, a.out);
+    const tokens = encodeWithMerges(model, text).length;
+    const r = {
+      out: a.out,
+      data: a.data,
+      vocabSize: model.vocab.length,
+      merges: model.merges.length,
+      endOfTextId: model.vocab.length - 1,
+      chars: text.length,
+      tokens,
+      charsPerToken: text.length / tokens,
+      seconds,
+    };
+    if (a.json) process.stdout.write(JSON.stringify(r) + '\n');
+    else {
+      const short = r.vocabSize < a.vocab ? ` (asked ${a.vocab}; the text has no more pairs seen twice)` : '';
+      process.stdout.write(
+        `wrote ${r.out}: ${r.vocabSize} tokens${short}, ${r.merges} merges, <|endoftext|> = ${r.endOfTextId}; ` +
+          `${r.data} is ${r.tokens} tokens (${r.charsPerToken.toFixed(2)} chars/token); trained in ${seconds.toFixed(1)}s\n`,
+      );
+    }
+  },
+};
+
+export const tokenizerCommand: CommandModule = {
+  command: 'tokenizer',
+  describe: 'tokenizer tools (train)',
+  builder: (y) => y.command(trainSub).demandCommand(1, 'name an action: train'),
+  handler: () => {},
+};

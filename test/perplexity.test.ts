@@ -126,6 +126,10 @@ test('replacing weights per evaluate() gives exactly what a rebuilt model gives,
   const partial = await ev.evaluate(tokens, { seqlen: 10, weights: { [inits[0]!]: feeds[inits[0]!]! } });
   assert.ok(partial.nll !== swapped.nll && partial.nll !== dense.nll);
   assert.equal((await ev.evaluate(tokens, { seqlen: 10 })).nll, dense.nll);
+  // calls must not overlap (feed buffers are reused)
+  const first = ev.evaluate(tokens, { seqlen: 10 });
+  await assert.rejects(ev.evaluate(tokens, { seqlen: 10 }), /still running/);
+  assert.equal((await first).nll, dense.nll);
   await assert.rejects(ev.evaluate(tokens, { seqlen: 10, weights: { 'model.norm.weight': new Float32Array(cfg.dim) } }), /not declared replaceable/);
   await assert.rejects(ev.evaluate(tokens, { seqlen: 10, weights: { [inits[0]!]: new Float32Array(3) } }), /expected/);
 });

@@ -92,6 +92,8 @@ export class PerplexityEvaluator {
   readonly vocabSize: number;
   readonly inputs: readonly IdInput[];
   private readonly feedSets = new Map<string, FeedSet>();
+  /** Feed buffers are reused, so calls must not overlap. */
+  private busy = false;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -242,8 +244,22 @@ export class PerplexityEvaluator {
     return feeds;
   }
 
-  /** Perplexity over non-overlapping windows (see the file comment for the convention). */
+  /**
+   * Perplexity over non-overlapping windows (see the file comment for the convention).
+   * One call at a time per evaluator (token buffers are reused); use one evaluator per
+   * worker for parallelism.
+   */
   async evaluate(tokens: Int32Array, opts: EvaluateOptions): Promise<PerplexityResult> {
+    if (this.busy) throw new Error('PerplexityEvaluator.evaluate: a previous call is still running');
+    this.busy = true;
+    try {
+      return await this.evaluateWindows(tokens, opts);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async evaluateWindows(tokens: Int32Array, opts: EvaluateOptions): Promise<PerplexityResult> {
     const t0 = performance.now();
     const seqlen = opts.seqlen;
     if (!Number.isInteger(seqlen) || seqlen < 2) throw new InputError(`seqlen must be an integer >= 2 (got ${seqlen})`);

@@ -15,6 +15,7 @@ import { baselineMethod, metricMethodFromText } from '../src/prune/baselines.ts'
 import { collectStatistics } from '../src/prune/calibration.ts';
 import { MemoryStats, denseX, pruneModel } from '../src/prune/prune-model.ts';
 import { parsePattern } from '../src/prune/score.ts';
+import { sparseGpt } from '../src/prune/sparsegpt.ts';
 
 const cfg = { vocabSize: 96, dim: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, ropeTheta: 10000, normEps: 1e-6 };
 // Larger init than HF's 0.02 so activations, and pruning's effect on them, are not negligible.
@@ -144,6 +145,22 @@ test('SparseGPT: every layer reconstructs its outputs better than its mask alone
       const eUpdate = err((k) => Wh[k]!);
       const eMask = err((k) => (Wh[k] === 0 ? 0 : W[k]!));
       assert.ok(eUpdate < eMask, `${l.name}: ${eUpdate} vs mask alone ${eMask}`);
+    }
+  }
+});
+
+test('one-shot SparseGPT: every block from the dense model, although earlier blocks were already rewritten', async () => {
+  const one = cloneModel(dense);
+  await pruneModel(one, { method: baselineMethod('sparsegpt'), sparsity: 0.5, pattern: unstructured, calibration: 'one-shot', windows: calib, threads: 1 });
+  const last = layers.filter((l) => l.block === cfg.layers - 1);
+  const st = await collectStatistics(dense, last, calib, { gram: true, sumSquares: false, threads: 1 });
+  for (const l of last) {
+    const w = readLayerWeight(dense, l);
+    sparseGpt(w, l.out, l.in, st.gram.get(l.name)!.hessian(), { sparsity: 0.5 });
+    const got = readLayerWeight(one, l);
+    for (let i = 0; i < w.length; i++) {
+      assert.equal(got[i] === 0, w[i] === 0, `${l.name} mask at ${i}`);
+      assert.ok(Math.abs(got[i]! - w[i]!) < 1e-4 * (1 + Math.abs(w[i]!)), `${l.name}[${i}]: ${got[i]} vs ${w[i]}`);
     }
   }
 });

@@ -10,7 +10,7 @@
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
 import { node } from '../onnx/graph-build.ts';
-import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
+import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
 import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
@@ -189,6 +189,42 @@ export function tokenFeeds(model: ModelProto, windows: Int32Array[]): Record<str
   return feeds;
 }
 
+/**
+ * Session feeds holding the current data of initializers, in their stored layout and
+ * type, as views of the tensors' bytes whenever they are aligned (no copy): feeding
+ * the weights this way lets a calibration session run without its own copy of them.
+ * The views keep the bytes they see: a later writeLayerWeight (which replaces a
+ * tensor's bytes) does not change feeds taken before it.
+ */
+export function initializerFeeds(model: ModelProto, names: Iterable<string>): Map<string, ort.Tensor> {
+  const byName = new Map((model.graph?.initializer ?? []).map((t) => [t.name!, t]));
+  const feeds = new Map<string, ort.Tensor>();
+  for (const name of names) {
+    const t = byName.get(name);
+    if (!t) throw new Error(`initializerFeeds: no initializer ${name}`);
+    const dims = tensorDims(t);
+    const n = dims.reduce((a, d) => a * d, 1);
+    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
+    if (t.dataType === DataType.FLOAT) {
+      const data = raw && raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : tensorToFloat32(t);
+      feeds.set(name, new ort.Tensor('float32', data, dims));
+    } else if (t.dataType === DataType.FLOAT16 && raw) {
+      const data = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice(0, 2 * n).buffer);
+      feeds.set(name, new ort.Tensor('float16', data, dims));
+    } else {
+      const f = tensorToFloat32(t);
+      if (t.dataType === DataType.FLOAT16) {
+        const half = new Uint16Array(n);
+        for (let i = 0; i < n; i++) half[i] = floatToHalf(f[i]!);
+        feeds.set(name, new ort.Tensor('float16', half, dims));
+      } else {
+        feeds.set(name, new ort.Tensor('float32', f, dims));
+      }
+    }
+  }
+  return feeds;
+}
+
 export interface CollectOptions extends SessionOptions {
   /** Sequences per session run (default 8). */
   batchSize?: number;
@@ -196,7 +232,7 @@ export interface CollectOptions extends SessionOptions {
    * Data for graph inputs that stand for weights (initializer name -> data in the
    * initializer's stored layout), used when the model's weights were made inputs.
    */
-  weights?: ReadonlyMap<string, Float32Array>;
+  weights?: ReadonlyMap<string, Float32Array | ort.Tensor>;
   /** Progress callback after each batch. */
   onBatch?: (done: number, total: number) => void;
 }
@@ -228,6 +264,10 @@ export async function collectStatistics(model: ModelProto, layers: CalibrationLa
       if (tokenInputs.has(name)) continue;
       const data = opts.weights?.get(name);
       if (!data) throw new InputError(`model input ${name} is neither input_ids, attention_mask nor position_ids; symprune cannot feed it`);
+      if (!(data instanceof Float32Array)) {
+        weightFeeds[name] = data;
+        continue;
+      }
       const elem = v.type?.tensorType?.elemType ?? DataType.FLOAT;
       if (elem === DataType.FLOAT16) {
         const half = new Uint16Array(data.length);

@@ -7,22 +7,22 @@
  *   inputs that went through the already-pruned blocks 0..i-1, with block i itself
  *   still dense for all of its layers; then block i is pruned.
  *
- * For sequential runs the prunable weights become graph inputs of a calibration
- * model and are fed from one working copy (the only extra copy of the weights held);
- * the model passed in is updated in place, layer by layer. G always comes from the
+ * Calibration sessions get the prunable weights as graph inputs, fed as views of the
+ * model's own tensor bytes, so no session holds a copy of them; the model passed in
+ * is updated in place, layer by layer (at most one extra copy of the weights: the
+ * dense bytes one-shot SparseGPT still reads while later blocks are calibrated). G always comes from the
  * dense model (computed once, or read from a statistics file one layer at a time).
  */
 import { InputError } from '../errors.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { cloneModel, initializersToInputs } from '../onnx/graph-edit.ts';
-import { tensorToFloat32 } from '../onnx/tensor.ts';
 import { discoverLayers, readLayerWeight, writeLayerWeight, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
-import { collectStatistics, type CollectedStats } from './calibration.ts';
+import { collectStatistics, initializerFeeds, type CollectedStats } from './calibration.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
 import { sparseGpt } from './sparsegpt.ts';
-import { applyMask, maskScores, maskSparsity, patternName, ScoreScratch, transpose, type Pattern } from './score.ts';
+import { applyMask, maskScores, maskSparsity, patternName, ScoreScratch, type Pattern } from './score.ts';
 
 export type CalibrationMode = 'one-shot' | 'sequential';
 
@@ -100,9 +100,21 @@ export function denseGradients(model: ModelProto, layers: PrunableLayer[], windo
   return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
 }
 
+/**
+ * A calibration model: the prunable weights become graph inputs (fed per run with
+ * initializerFeeds), so its sessions hold no copy of them.
+ */
+export function calibrationModel(model: ModelProto, layers: PrunableLayer[]): { base: ModelProto; initializers: string[] } {
+  const base = cloneModel(model);
+  const initializers = [...new Set(layers.map((l) => l.initializer))];
+  initializersToInputs(base, initializers);
+  return { base, initializers };
+}
+
 /** Dense-model X of every layer, in one instrumented pass. */
 export async function denseX(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; batchSize?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
-  const st = await collectStatistics(model, layers, windows, { ...opts, sumSquares: true });
+  const { base, initializers } = calibrationModel(model, layers);
+  const st = await collectStatistics(base, layers, windows, { ...opts, sumSquares: true, weights: initializerFeeds(model, initializers) });
   return st.X;
 }
 
@@ -155,8 +167,8 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
   const scratch = new ScoreScratch();
   let done = 0;
 
-  /** Prune one layer given its statistics; returns the new [out, in] weights. */
-  const pruneOne = (layer: PrunableLayer, X: Float32Array | null, st: CollectedStats | null): Float32Array => {
+  /** Prune one layer given its statistics and write it into the model. */
+  const pruneOne = (layer: PrunableLayer, X: Float32Array | null, st: CollectedStats | null): void => {
     const t = performance.now();
     const w = readLayerWeight(model, layer);
     let mask: Uint8Array;
@@ -187,7 +199,6 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
     reports.push({ name: layer.name, block: layer.block, out: layer.out, in: layer.in, pruned: s.pruned, sparsity: s.sparsity, rowMin: s.rowMin, rowMax: s.rowMax, nanCount });
     seconds.prune += (performance.now() - t) / 1000;
     progress('prune', ++done, layers.length);
-    return w;
   };
 
   const perBlock = method.kind === 'sparsegpt' || (mode === 'sequential' && method.needs.X);
@@ -206,31 +217,24 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
     for (const layer of layers) pruneOne(layer, method.needs.X ? X?.get(layer.name) ?? opts.stats!.get(layer.name).X : null, null);
   } else {
     const windows = requireWindows(opts.windows, `method ${method.label}`);
-    // Calibration model: prunable weights as inputs, fed from `feeds` (stored layout).
-    const base = cloneModel(model);
-    const inits = [...new Set(layers.map((l) => l.initializer))];
-    const removed = initializersToInputs(base, inits);
-    const feeds = new Map<string, Float32Array>();
-    removed.forEach((t, k) => feeds.set(inits[k]!, tensorToFloat32(t)));
+    // Weights are fed as views of the model's tensors: one-shot keeps the dense views
+    // taken now (writeLayerWeight gives pruned layers new bytes, the old ones stay
+    // alive through the views: at most one extra copy), sequential takes the current
+    // weights before each block.
+    const { base, initializers } = calibrationModel(model, layers);
+    const denseFeeds = mode === 'one-shot' ? initializerFeeds(model, initializers) : null;
     const blocks = blocksOf(layers);
     for (const [bi, block] of blocks.entries()) {
       const t = performance.now();
       const st = await collectStatistics(base, block, windows, {
         ...collectOpts,
-        weights: feeds,
+        weights: denseFeeds ?? initializerFeeds(model, initializers),
         sumSquares: method.needs.X,
         gram: method.kind === 'sparsegpt',
         onBatch: (d, n) => progress(`calibration block ${bi + 1}/${blocks.length}`, d, n),
       });
       seconds.calibration += (performance.now() - t) / 1000;
-      for (const layer of block) {
-        const w = pruneOne(layer, st.X.get(layer.name) ?? null, st);
-        if (mode === 'sequential') {
-          const f = feeds.get(layer.initializer)!;
-          if (layer.storedTransposed) transpose(w, layer.out, layer.in, f);
-          else f.set(w);
-        }
-      }
+      for (const layer of block) pruneOne(layer, st.X.get(layer.name) ?? null, st);
     }
   }
 

@@ -112,6 +112,7 @@ test('the written tokenizer.json loads through @huggingface/tokenizers', () => {
   assert.equal(tok.idOf(END_OF_TEXT), 599);
   assert.equal(tok.idOf('Ġthe'), model.vocab.indexOf('Ġthe'));
   assert.equal(tok.decode([]), '');
+  assert.throws(() => tok.decode([5, 600]), (e: unknown) => e instanceof InputError && /id 600 at position 1/.test(e.message));
 });
 
 test('library ids equal the trainer’s own encoding, on Brown text longer than one encoding chunk', () => {

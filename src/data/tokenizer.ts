@@ -115,6 +115,8 @@ export function loadTokenizer(path: string): Tokenizer {
     },
     decode(ids: number[]): string {
       if (ids.length === 0) return '';
+      const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id > maxId);
+      if (bad >= 0) throw new InputError(`${path}: cannot decode id ${ids[bad]} at position ${bad} (vocabulary size ${maxId + 1})`);
       return tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
     },
     idOf(token: string): number | undefined {

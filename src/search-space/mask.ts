@@ -6,7 +6,9 @@
  * +0 are equal.
  *
  * Scores are compared through an order-preserving uint32 key of their float32 bits, and the
- * k-th smallest key of a row is found by a 4-round radix select (linear time, no sort).
+ * k-th smallest key of a row is found by a radix select over 11/11/10-bit digits that keeps
+ * candidate column indices (linear time, no sort); ties at the threshold are then the first
+ * candidates in column order.
  */
 import { InputError } from '../errors.ts';
 
@@ -49,56 +51,74 @@ export function unstructuredMask(scores: Float32Array, rows: number, cols: numbe
   const bits = new Int32Array(scores.buffer, scores.byteOffset, scores.length);
   const mask = new Uint8Array(rows * cols);
   const keys = new Uint32Array(cols);
-  const cand = new Uint32Array(cols);
-  const hist = new Uint32Array(256);
+  const cand = new Uint32Array(cols); // column indices, always in increasing order
+  const hist = new Uint32Array(2048);
   let nanCount = 0;
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
+    // Keys, and a histogram of their top 11 bits (sign, exponent, 2 mantissa bits).
+    hist.fill(0);
     for (let j = 0; j < cols; j++) {
-      const key = keyOf(bits[base + j]!);
-      if (key === NAN_KEY) nanCount++;
+      let v = bits[base + j]!;
+      let key: number;
+      if ((v & 0x7fffffff) > 0x7f800000) {
+        key = NAN_KEY;
+        nanCount++;
+      } else {
+        if (v === -2147483648) v = 0; // -0 -> +0
+        key = (v ^ ((v >> 31) | 0x80000000)) >>> 0;
+      }
       keys[j] = key;
+      hist[key >>> 21]!++;
     }
     if (k === 0) continue;
     if (k === cols) {
       mask.fill(1, base, base + cols);
       continue;
     }
-    // Radix select of the k-th smallest key (0-based rank k-1), most significant byte first.
+    // Radix select of the key of rank k-1: 11 + 11 + 10 bits, keeping candidate indices.
     let rank = k - 1;
-    let src: Uint32Array = keys;
-    let len = cols;
-    let prefix = 0;
-    for (let shift = 24; shift >= 0; shift -= 8) {
-      hist.fill(0);
-      for (let i = 0; i < len; i++) hist[(src[i]! >>> shift) & 255]!++;
-      let b = 0;
-      while (rank >= hist[b]!) {
-        rank -= hist[b]!;
-        b++;
-      }
-      prefix = (prefix | (b << shift)) >>> 0;
-      if (shift > 0) {
-        let m = 0;
-        for (let i = 0; i < len; i++) {
-          const v = src[i]!;
-          if (((v >>> shift) & 255) === b) cand[m++] = v;
+    let b = 0;
+    while (rank >= hist[b]!) rank -= hist[b++]!;
+    let m = 0;
+    for (let j = 0; j < cols; j++) if (keys[j]! >>> 21 === b) cand[m++] = j;
+    let threshold = -1;
+    if (m > 48) {
+      let prefix = b << 21;
+      for (const [shift, width] of [
+        [10, 2047],
+        [0, 1023],
+      ] as const) {
+        hist.fill(0, 0, width + 1);
+        for (let t = 0; t < m; t++) hist[(keys[cand[t]!]! >>> shift) & width]!++;
+        let d = 0;
+        while (rank >= hist[d]!) rank -= hist[d++]!;
+        let w = 0;
+        for (let t = 0; t < m; t++) {
+          const j = cand[t]!;
+          if (((keys[j]! >>> shift) & width) === d) cand[w++] = j;
         }
-        src = cand;
-        len = m;
+        m = w;
+        prefix |= d << shift;
       }
-    }
-    // prefix is the threshold key; `rank` ties at the threshold are below the cut, plus one.
-    const threshold = prefix;
-    let ties = rank + 1;
-    for (let j = 0; j < cols; j++) {
-      const key = keys[j]!;
-      if (key < threshold) mask[base + j] = 1;
-      else if (key === threshold && ties > 0) {
-        mask[base + j] = 1;
-        ties--;
+      threshold = prefix >>> 0; // every remaining candidate has this key, in index order
+    } else {
+      // Few candidates: sort them by (key, index) and read the threshold off.
+      for (let t = 1; t < m; t++) {
+        const j = cand[t]!;
+        const kj = keys[j]!;
+        let u = t - 1;
+        while (u >= 0 && keys[cand[u]!]! > kj) {
+          cand[u + 1] = cand[u]!;
+          u--;
+        }
+        cand[u + 1] = j;
       }
+      threshold = keys[cand[rank]!]!;
     }
+    for (let j = 0; j < cols; j++) mask[base + j] = keys[j]! < threshold ? 1 : 0;
+    // cand[0..rank] are the lowest candidates by (key, index): the ties that go.
+    for (let t = 0; t <= rank; t++) mask[base + cand[t]!] = 1;
   }
   return { mask, nanCount, pruned: rows * k };
 }
@@ -117,26 +137,28 @@ export function nmMask(scores: Float32Array, rows: number, cols: number, n: numb
   const bits = new Int32Array(scores.buffer, scores.byteOffset, scores.length);
   const mask = new Uint8Array(rows * cols);
   const keys = new Uint32Array(m);
+  const taken = new Uint8Array(m);
   let nanCount = 0;
   const total = rows * cols;
   for (let g = 0; g < total; g += m) {
     for (let t = 0; t < m; t++) {
-      const key = keyOf(bits[g + t]!);
-      if (key === NAN_KEY) nanCount++;
-      keys[t] = key;
+      keys[t] = keyOf(bits[g + t]!);
+      if (keys[t] === NAN_KEY) nanCount++;
+      taken[t] = 0;
     }
     for (let c = 0; c < n; c++) {
-      // The lowest key not yet pruned; strict < keeps the lower index on ties.
+      // The lowest key not yet taken; strict < keeps the lower index on ties.
       let best = -1;
       let bestKey = 0;
       for (let t = 0; t < m; t++) {
-        if (mask[g + t]) continue;
+        if (taken[t]) continue;
         const key = keys[t]!;
         if (best < 0 || key < bestKey) {
           best = t;
           bestKey = key;
         }
       }
+      taken[best] = 1;
       mask[g + best] = 1;
     }
   }

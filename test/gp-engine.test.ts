@@ -283,3 +283,13 @@ test('bad configuration and bad state are InputErrors', () => {
   assert.throws(() => GpEngine.restore('{"a": 1}', deps({ records: [], batches: [] })), /not a symprune GP state/);
   assert.throws(() => GpEngine.create({ seeds: ['mul(W'] }, deps({ records: [], batches: [] })), InputError);
 });
+
+test('a search that can find no usable metric stops with a clear error instead of spinning', async () => {
+  // The probe makes every tree constant within rows: all W values equal and X absent.
+  const flat = { rows: 4, cols: 8, W: new Float32Array(32).fill(0.5), G: null, X: new Float32Array(8).fill(1) };
+  const engine = GpEngine.create(
+    { seed: 'stuck', populationSize: 4, terminals: ['W'], maxRetries: 5 },
+    { evaluate: async (b) => b.map(() => 1), probe: flat },
+  );
+  await assert.rejects(engine.run({ iterations: 5 }), (e: unknown) => e instanceof InputError && /no usable new metric in 20 consecutive steps/.test(e.message));
+});

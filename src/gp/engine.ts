@@ -67,7 +67,7 @@ export interface Individual {
   fitness: number;
   origin: Origin;
   parents: number[];
-  /** Step in which it was created. */
+  /** The step that created it (1-based, as StepSummary.step). */
   step: number;
 }
 
@@ -153,6 +153,7 @@ export interface GpState {
 }
 
 export interface StepSummary {
+  /** Steps completed, this one included. */
   step: number;
   phase: 'init' | 'evolve';
   records: IndividualRecord[];
@@ -295,9 +296,16 @@ export class GpEngine {
     if (until.iterations === undefined && until.evaluations === undefined && until.generations === undefined) {
       throw new InputError('gp run: give iterations, evaluations or generations to stop at');
     }
+    let idle = 0;
     while (!done()) {
       const summary = await this.step();
       if (afterStep) await afterStep(summary, this);
+      // A primitive set or probe that rejects (nearly) everything must not spin forever.
+      idle = summary.records.some((r) => r.invalid === null) ? 0 : idle + 1;
+      if (idle >= 20) {
+        const reasons = [...new Set(summary.records.map((r) => r.invalid).filter(Boolean))].slice(0, 3).join('; ');
+        throw new InputError(`gp: no usable new metric in 20 consecutive steps (last reasons: ${reasons || 'duplicates or size limits'})`);
+      }
     }
   }
 
@@ -530,7 +538,7 @@ export class GpEngine {
       hash,
       origin,
       parents,
-      step: s.step,
+      step: s.step + 1,
       attempts: attempt,
       phase: s.phase,
     };

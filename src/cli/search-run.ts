@@ -235,8 +235,8 @@ interface EvolveOptions {
 async function evolve(store: RunStore, s: SearchSettings, ev: CandidateEvaluator, o: EvolveOptions): Promise<'finished' | 'interrupted'> {
   let engine: GpEngine;
   const deps: GpDeps = {
-    evaluate: async (batch) => (await ev.evaluate(batch, engine.state.step)).map((r) => (r.invalid ? { fitness: r.fitness, invalid: r.invalid } : r.fitness)),
-    fingerprint: (tree, meta) => ev.fingerprint(tree, meta, engine.state.step),
+    evaluate: async (batch) => (await ev.evaluate(batch, engine.state.step + 1)).map((r) => (r.invalid ? { fitness: r.fitness, invalid: r.invalid } : r.fitness)),
+    fingerprint: (tree, meta) => ev.fingerprint(tree, meta, engine.state.step + 1),
     onIndividual: (r: IndividualRecord) =>
       ev.record({
         id: r.id,

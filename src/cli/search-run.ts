@@ -259,7 +259,9 @@ async function evolve(store: RunStore, s: SearchSettings, ev: CandidateEvaluator
     : GpEngine.create({ seed: String(s.seed), mode: s.mode, populationSize: s.population, batchSize: s.batch, seedKnown: s.seedKnown }, deps);
   const until = s.mode === 'generational' ? { generations: s.generations! } : { iterations: Math.ceil(s.iterations! / s.batch) };
   const totalSteps = s.mode === 'generational' ? Math.ceil((s.population / s.batch) * (1 + s.generations!)) : Math.ceil(s.population / s.batch) + until.iterations!;
-  const bar = o.showProgress ? progress('search', totalSteps) : null;
+  const firstStep = engine.state.step;
+  const bar = o.showProgress ? progress('search step', totalSteps - firstStep) : null;
+  const t0 = performance.now();
   const afterStep = (sum: StepSummary, e: GpEngine): void => {
     const pop = e.state.population.map((p) => p.fitness).sort((a, b) => a - b);
     const median = pop.length ? (pop.length % 2 ? pop[(pop.length - 1) / 2]! : (pop[pop.length / 2 - 1]! + pop[pop.length / 2]!) / 2) : null;
@@ -270,7 +272,8 @@ async function evolve(store: RunStore, s: SearchSettings, ev: CandidateEvaluator
       store.addProgress({ step: sum.step, evaluations: paid.short + paid.full, individuals: store.individualCount(), best: sum.best?.fitness ?? null, median, elapsed });
       store.setSeconds(elapsed);
     });
-    bar?.update(sum.step, `best ${sum.best ? sum.best.fitness.toFixed(3) : '-'}, ${paid.short}+${paid.full} ppl runs, ${ev.counters.maskDuplicates} masks reused`);
+    const perMin = (ev.counters.short / Math.max((performance.now() - t0) / 60000, 1e-9)).toFixed(1);
+    bar?.update(sum.step - firstStep, `| best ${sum.best ? sum.best.fitness.toFixed(3) : '-'} | ${paid.short} candidates evaluated (${perMin}/min), ${paid.full} at full budget, ${ev.counters.maskDuplicates} equal masks skipped`);
     if (o.stop.requested) throw new Interrupted();
   };
   try {

@@ -129,3 +129,40 @@ test('config validation names the bad field', () => {
   assert.throws(() => parseTrainConfig({ ...base, steps: undefined }), /steps must be a number/);
   assert.equal(parseTrainConfig({ ...base, steps: undefined, tokens: 100, batchSize: 2 }).steps, 7);
 });
+
+test('runTraining end to end on text files: tokenizer, model.onnx, card.json that evaluation reproduces', async () => {
+  const { runTraining } = await import('../src/train/run.ts');
+  const { loadModel } = await import('../src/onnx/model-io.ts');
+  const { PerplexityEvaluator } = await import('../src/eval/perplexity.ts');
+  const { loadTokens } = await import('../src/data/dataset.ts');
+  const { writeFileSync, existsSync, readFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'symprune-run-'));
+  try {
+    writeFileSync(join(dir, 'train.txt'), splitText('train').slice(0, 80000));
+    writeFileSync(join(dir, 'eval.txt'), splitText('search').slice(0, 6000));
+    writeFileSync(join(dir, 'test.txt'), splitText('test').slice(0, 6000));
+    const cfg = parseTrainConfig({
+      model: { vocabSize: 320, dim: 32, layers: 2, heads: 2, kvHeads: 2, ffn: 64, maxPositions: 32, ropeTheta: 10000, normEps: 1e-5 },
+      data: { train: join(dir, 'train.txt'), eval: join(dir, 'eval.txt'), test: join(dir, 'test.txt') },
+      seqlen: 32, batchSize: 8, steps: 25, lr: 1e-2, minLr: 1e-3, warmup: 5, evalInterval: 0, checkpointInterval: 0, seed: 2,
+    });
+    const out = join(dir, 'out');
+    const card = await runTraining(cfg, out, { threads: 1 });
+    assert.ok(card);
+    for (const f of ['model.onnx', 'tokenizer.json', 'card.json']) assert.ok(existsSync(join(out, f)), `${f} missing`);
+    const onDisk = JSON.parse(readFileSync(join(out, 'card.json'), 'utf8'));
+    assert.equal(onDisk.steps, 25);
+    assert.equal(onDisk.tokensSeen, 25 * 8 * 32);
+    assert.equal(onDisk.seed, 2);
+    assert.ok(onDisk.unigram.ppl > 1 && onDisk.test.ppl > 1);
+    assert.ok(Math.abs(onDisk.pplRatio - onDisk.test.ppl / onDisk.unigram.ppl) < 1e-12);
+    // The written model and tokenizer reproduce the card's test perplexity.
+    const tokens = await loadTokens(join(dir, 'test.txt'), { tokenizerPath: join(out, 'tokenizer.json') });
+    const ev = await PerplexityEvaluator.create(await loadModel(join(out, 'model.onnx')), { threads: 1 });
+    const r = await ev.evaluate(tokens, { seqlen: 32 });
+    await ev.release();
+    assert.ok(Math.abs(r.ppl - onDisk.test.ppl) < 1e-6 * r.ppl, `${r.ppl} vs card ${onDisk.test.ppl}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -55,6 +55,8 @@ function fill(path: string) {
   s.addIndividual({ id: 61, infix: 'G', tree: { data: 'G' }, hash: 'h61', features: { size: 1, depth: 1, terminals: { W: 0, G: 1, X: 0 }, ops: {} }, parents: [], origin: 'init', step: 0 });
   s.addEvaluation({ individual: 61, fidelity: 'short', tokens: 64, ppl: null, seconds: 5, worker: 0, status: 'timeout', error: 'timed out after 5 s' });
   s.setFitness(61, Infinity, null);
+  s.addMaskDuplicate({ hash: 'hdup', infix: 'sqrt(t1)', fingerprint: 'fp-1', step: 9 });
+  s.addMaskDuplicate({ hash: 'hdup', infix: 'sqrt(t1)', fingerprint: 'fp-1', step: 9 }); // a replay records it once
   for (let step = 0; step <= 52; step++) s.addProgress({ step, evaluations: step + 8, individuals: step + 8, best: 30 - step * 0.1, median: step === 3 ? null : 45 - step * 0.2, elapsed: step });
   s.addBaseline({ method: 'magnitude', pattern: 'unstructured', sparsity: 0.5, split: 'brown:search', tokens: 256, ppl: 80, seconds: 1 });
   s.addBaseline({ method: 'wanda', pattern: 'unstructured', sparsity: 0.5, split: 'brown:search', tokens: 256, ppl: 25, seconds: 1 });
@@ -77,6 +79,7 @@ test('leaderboard: best first, one row per mask, equivalents counted', () => {
   assert.equal(counts.paid.short, 59);
   assert.equal(counts.paid.full, truth.filter((t) => t.id !== 59 && t.full !== null).length);
   assert.equal(counts.reused, 1);
+  assert.equal(counts.maskDuplicates, 1);
   assert.equal(counts.failed.timeout, 1);
   assert.equal(counts.invalid, 1);
   db.close();

@@ -192,6 +192,11 @@ export class CandidateEvaluator {
   /** The GP engine's per-individual callback: complete the individual's row once its step is over. */
   record(r: CandidateRecord): void {
     this.store.tx(() => {
+      // A shared individual has the masks of the one it shares with (equal canonical form or masks).
+      const fingerprint =
+        r.sharedWith !== null && !r.fingerprint
+          ? ((this.store.db.prepare(`SELECT fingerprint FROM individuals WHERE run = ? AND id = ?`).pluck().get(this.store.runId, r.sharedWith) as string | null) ?? null)
+          : r.fingerprint;
       this.store.addIndividual({
         id: r.id,
         infix: r.infix,
@@ -202,7 +207,7 @@ export class CandidateEvaluator {
         parents: r.parents,
         origin: r.origin,
         step: r.step,
-        fingerprint: r.fingerprint?.startsWith('failed:') ? null : r.fingerprint,
+        fingerprint: fingerprint?.startsWith('failed:') ? null : fingerprint,
         invalid: r.invalid,
         sharedWith: r.sharedWith,
       });

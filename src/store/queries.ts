@@ -147,8 +147,10 @@ export interface EvaluationCounts {
   invalid: number;
   /** Perplexity evaluations paid for, by fidelity. */
   paid: { short: number; full: number };
-  /** Candidates whose masks equalled an earlier candidate's, so no perplexity was run. */
+  /** Individuals that took the fitness of an equivalent one (same canonical form or masks): no perplexity run. */
   reused: number;
+  /** Candidate trees dropped because their masks equalled an evaluated individual's (each saved a perplexity run). */
+  maskDuplicates: number;
   failed: { error: number; timeout: number; crash: number };
   seconds: number;
 }
@@ -162,6 +164,7 @@ export function evaluationCounts(db: DB, run: number): EvaluationCounts {
     invalid: one(`SELECT COUNT(*) FROM individuals WHERE run = ? AND invalid IS NOT NULL`),
     paid: { short: 0, full: 0 },
     reused: 0,
+    maskDuplicates: one(`SELECT COUNT(*) FROM mask_duplicates WHERE run = ?`),
     failed: { error: 0, timeout: 0, crash: 0 },
     seconds: r.seconds,
   };

@@ -85,3 +85,37 @@ test('windows of different lengths are refused', async () => {
   const model = buildLlama(cfg, initLlamaWeights(cfg, 1));
   await assert.rejects(computeGradientNorms(model, layersOf(cfg), [new Int32Array(5), new Int32Array(6)]), InputError);
 });
+
+test('a float16 model is differentiated in float32: G matches the float32 model with the same rounded weights', async () => {
+  const { DataType } = await import('../src/onnx/graph-build.ts');
+  const { floatTensor, tensorToFloat32, tensorDims } = await import('../src/onnx/tensor.ts');
+  const { onnx } = await import('../src/onnx/proto.ts');
+  const model = buildLlama(cfg, initLlamaWeights(cfg, 9, 0.3));
+  const half = (t: import('../src/onnx/proto.ts').TensorProto) =>
+    t.dataType === DataType.FLOAT ? { ...floatTensor(t.name ?? '', tensorDims(t), tensorToFloat32(t), DataType.FLOAT16), name: t.name } : t;
+  const g = model.graph!;
+  const fp16 = onnx.ModelProto.create({
+    ...model,
+    graph: {
+      ...g,
+      initializer: (g.initializer ?? []).map(half),
+      node: (g.node ?? []).map((n) => ({ ...n, attribute: (n.attribute ?? []).map((a) => (a.t ? { ...a, t: half(a.t) } : a)) })),
+      output: (g.output ?? []).map((o) => ({ ...o, type: { tensorType: { ...o.type!.tensorType!, elemType: DataType.FLOAT16 } } })),
+    },
+  });
+  // The same weights rounded to half precision, kept in float32.
+  const rounded = onnx.ModelProto.create({
+    ...model,
+    graph: { ...g, initializer: (fp16.graph!.initializer ?? []).map((t) => ({ ...floatTensor(t.name ?? '', tensorDims(t), tensorToFloat32(t)), name: t.name })) },
+  });
+  const windows = [Int32Array.from([1, 5, 2, 8, 13, 3]), Int32Array.from([0, 18, 7, 7, 2, 11])];
+  const layers16 = layersOf(cfg).map((l) => ({ ...l, dataType: DataType.FLOAT16 }));
+  const a = await computeGradientNorms(fp16, layers16, windows, { threads: 1 });
+  const b = await computeGradientNorms(rounded, layersOf(cfg), windows, { threads: 1 });
+  for (const [name, gb] of b) {
+    const ga = a.get(name)!;
+    let maxDiff = 0, maxVal = 0;
+    for (let i = 0; i < gb.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(ga[i]! - gb[i]!)); maxVal = Math.max(maxVal, gb[i]!); }
+    assert.ok(maxVal > 0 && maxDiff <= 1e-4 * maxVal, `${name}: max diff ${maxDiff} of ${maxVal}`);
+  }
+});

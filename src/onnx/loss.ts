@@ -35,7 +35,9 @@ export function appendLoss(model: ModelProto, opts: LossOptions = {}): ModelProt
   const ids = opts.inputIds ?? 'input_ids';
   const graph = model.graph;
   check(graph, 'model: no graph');
-  check((graph.output ?? []).some((o) => o.name === logits), `model: no '${logits}' output to put a loss on (outputs: ${(graph.output ?? []).map((o) => o.name).join(', ') || 'none'})`);
+  const logitsOut = (graph.output ?? []).find((o) => o.name === logits);
+  check(logitsOut, `model: no '${logits}' output to put a loss on (outputs: ${(graph.output ?? []).map((o) => o.name).join(', ') || 'none'})`);
+  const lossType = logitsOut.type?.tensorType?.elemType || DataType.FLOAT;
   const idsInput = (graph.input ?? []).find((i) => i.name === ids);
   check(idsInput, `model: no '${ids}' input to take next-token targets from`);
   check(idsInput.type?.tensorType?.elemType === DataType.INT64, `model: input '${ids}' must be int64`);
@@ -59,7 +61,7 @@ export function appendLoss(model: ModelProto, opts: LossOptions = {}): ModelProt
     node('SoftmaxCrossEntropyLoss', [p('scores'), p('labels')], [perToken ? p('token_nll') : 'loss', p('log_prob')], undefined,
       { reduction: perToken ? 'none' : 'mean', ignore_index: IGNORE_LABEL }),
   ];
-  const outputs = [valueInfo('loss', DataType.FLOAT, [])];
+  const outputs = [valueInfo('loss', lossType, [])];
   if (perToken) {
     nodes.push(
       node('Shape', [ids], [p('ids_shape')]),
@@ -67,7 +69,7 @@ export function appendLoss(model: ModelProto, opts: LossOptions = {}): ModelProt
       node('Slice', [p('token_nll_bt'), p('zero'), p('minus_one'), p('one')], [p('predicted_nll')]),
       node('ReduceMean', [p('predicted_nll')], ['loss_per_sequence'], undefined, { axes: [1], keepdims: 0 }),
     );
-    if (opts.perSequence) outputs.push(valueInfo('loss_per_sequence', DataType.FLOAT, ['batch']));
+    if (opts.perSequence) outputs.push(valueInfo('loss_per_sequence', lossType, ['batch']));
     if (opts.reduction === 'sum-of-sequence-means') nodes.push(node('ReduceSum', ['loss_per_sequence'], ['loss'], undefined, { keepdims: 0 }));
     else nodes.push(node('ReduceMean', [p('predicted_nll')], ['loss'], undefined, { keepdims: 0 }));
   }

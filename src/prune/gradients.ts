@@ -3,12 +3,14 @@
  * mean next-token cross-entropy on the dense model (GBLM-Pruner / Pruner-Zero). One
  * gradient graph (loss + the prunable weights' gradients) is built for [1, seqlen]
  * and run once per window, so every g_n is exact; squares are summed in float64.
+ * float16 models are upcast to float32 for this computation.
  */
 import { InputError } from '../errors.ts';
 import { DataType, type ModelProto } from '../onnx/proto.ts';
 import { appendLoss } from '../onnx/loss.ts';
 import { buildGradientGraph, gradName } from '../onnx/autodiff/grad-graph.ts';
 import { createSession } from '../onnx/session.ts';
+import { hasFloat16, upcastToFloat32 } from '../onnx/autodiff/upcast.ts';
 import { tokenFeeds } from './calibration.ts';
 import type { PrunableLayer } from './discover.ts';
 
@@ -28,10 +30,11 @@ export async function computeGradientNorms(model: ModelProto, layers: PrunableLa
   if (seqlen < 2) throw new InputError(`gradients: windows of ${seqlen} token(s) have no next-token target`);
   for (const w of windows) if (w.length !== seqlen) throw new InputError(`gradients: calibration windows differ in length (${w.length} vs ${seqlen})`);
   for (const l of layers) {
-    if (l.dataType !== DataType.FLOAT) throw new InputError(`gradients: layer ${l.name} is not float32 (data type ${l.dataType}); gradients need a float32 model`);
+    if (l.dataType !== DataType.FLOAT && l.dataType !== DataType.FLOAT16) throw new InputError(`gradients: layer ${l.name} has data type ${l.dataType}; only float32 and float16 models are supported`);
   }
   const initNames = [...new Set(layers.map((l) => l.initializer))];
-  const withLoss = appendLoss(model);
+  // float16 models are differentiated in float32 (G sums squares over many windows).
+  const withLoss = appendLoss(hasFloat16(model) ? upcastToFloat32(model) : model);
   const probeFeeds = tokenFeeds(withLoss, [windows[0]!]);
   const gradModel = await buildGradientGraph(withLoss, { loss: 'loss', wrt: initNames, feeds: probeFeeds });
   const session = await createSession(gradModel, { threads: opts.threads });

@@ -75,6 +75,20 @@ function assertConsistent(x: ReturnType<typeof dump>): void {
     if (r.invalid === null) assert.ok(evs.some((e) => e.fidelity === 'short'), `individual ${r.id} has no short evaluation`);
     if (r.fidelity === 'full') assert.equal(r.fitness, evs.find((e) => e.fidelity === 'full')!.ppl);
   }
+  // The two-fidelity rule: full budget exactly when the short perplexity is within 10% of the
+  // best short perplexity of the run up to that step; short-only fitness never beats the best full one.
+  const shortOf = new Map(x.evaluations.filter((e) => e.fidelity === 'short' && e.status === 'ok').map((e) => [e.individual, e.ppl as number]));
+  for (const r of x.individuals) {
+    const s = shortOf.get(r.id);
+    if (s === undefined) continue;
+    const best = Math.min(...x.individuals.filter((o) => (o.step as number) <= (r.step as number) && shortOf.has(o.id)).map((o) => shortOf.get(o.id)!));
+    const hasFull = x.evaluations.some((e) => e.individual === r.id && e.fidelity === 'full');
+    assert.equal(hasFull, s <= best * 1.1, `individual ${r.id}: short ${s}, best short so far ${best}, full run: ${hasFull}`);
+    if (r.fidelity === 'short') {
+      const bestFull = Math.min(...x.individuals.filter((o) => (o.step as number) <= (r.step as number) && o.fidelity === 'full').map((o) => o.fitness as number));
+      assert.ok((r.fitness as number) > bestFull, `short-only ${r.id} (${r.fitness}) beats the best full-budget fitness ${bestFull}`);
+    }
+  }
   const keys = x.evaluations.map((e) => `${e.individual}/${e.fidelity}`);
   assert.equal(new Set(keys).size, keys.length, 'one evaluation per individual and fidelity');
   x.progress.forEach((p, i) => assert.equal(p.step, i + 1, 'a progress row per step'));
@@ -94,6 +108,7 @@ test('a search killed with SIGKILL and resumed loses nothing and matches an unin
   assertConsistent(refLog);
   assert.ok(refLog.individuals.length >= 24 + 10 - 2, `individuals: ${refLog.individuals.length}`);
   assert.ok(refLog.baselines.length >= 7, 'dense and the baselines are stored');
+  assert.ok(refLog.individuals.some((r) => r.fidelity === 'short') && refLog.individuals.some((r) => r.fidelity === 'full'), 'both fidelities occur');
 
   // Interrupted: two workers, SIGKILL once some candidate evaluations are committed.
   const db = join(dir, 'killed.sqlite');

@@ -15,6 +15,7 @@ import { llamaParamCount } from '../onnx/llama-config.ts';
 import { saveModel } from '../onnx/model-io.ts';
 import { PerplexityEvaluator } from '../eval/perplexity.ts';
 import { configHash, type TrainConfig } from './config.ts';
+import { hasCheckpoint } from './checkpoint.ts';
 import { checkpointDirOf, trainLlama, type EvalPoint, type StepInfo } from './trainer.ts';
 import { fitUnigram, unigramPerplexity } from './unigram.ts';
 
@@ -68,6 +69,7 @@ function trainingText(spec: string): string {
 export async function runTraining(cfg: TrainConfig, outDir: string, opts: RunOptions = {}): Promise<TrainCard | null> {
   const log = opts.log ?? (() => {});
   const started = performance.now();
+  if (opts.resume && !hasCheckpoint(checkpointDirOf(outDir))) throw new InputError(`--resume: no checkpoint in ${checkpointDirOf(outDir)}`);
   mkdirSync(outDir, { recursive: true });
   const tokPath = join(outDir, 'tokenizer.json');
   if (cfg.tokenizer.path) {

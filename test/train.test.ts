@@ -150,6 +150,7 @@ test('runTraining end to end on text files: tokenizer, model.onnx, card.json tha
     const card = await runTraining(cfg, out, { threads: 1 });
     assert.ok(card);
     for (const f of ['model.onnx', 'tokenizer.json', 'card.json']) assert.ok(existsSync(join(out, f)), `${f} missing`);
+    assert.ok(!existsSync(join(out, 'checkpoint')), 'the checkpoint of a finished run is removed');
     const onDisk = JSON.parse(readFileSync(join(out, 'card.json'), 'utf8'));
     assert.equal(onDisk.steps, 25);
     assert.equal(onDisk.tokensSeen, 25 * 8 * 32);

@@ -4,7 +4,7 @@
  * the output folder. The card carries the final test perplexity and, as the yardstick,
  * the perplexity of an add-one-smoothed unigram model of the same tokenizer.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { trainBpe, saveTokenizerJson } from '../data/bpe-train.ts';
@@ -24,6 +24,8 @@ export interface RunOptions {
   threads?: number;
   /** Stop early after this many steps (checkpoint kept; resume later). */
   stopAfter?: number;
+  /** Keep OUT/checkpoint after a finished run (default: removed, it is 3x the weights). */
+  keepCheckpoint?: boolean;
   onStep?: (s: StepInfo) => void;
   onEval?: (e: EvalPoint) => void;
   log?: (line: string) => void;
@@ -121,5 +123,6 @@ export async function runTraining(cfg: TrainConfig, outDir: string, opts: RunOpt
   };
   card.wallSeconds = Math.round((result.elapsedSeconds + (performance.now() - started) / 1000 - result.sessionSeconds) * 10) / 10;
   writeFileSync(join(outDir, 'card.json'), JSON.stringify(card, null, 2) + '\n');
+  if (!opts.keepCheckpoint) rmSync(checkpointDirOf(outDir), { recursive: true, force: true });
   return card;
 }

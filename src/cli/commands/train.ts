@@ -10,6 +10,7 @@ interface Args {
   resume?: boolean;
   threads?: number;
   'stop-after'?: number;
+  'keep-checkpoint'?: boolean;
   json?: boolean;
 }
 
@@ -23,6 +24,7 @@ export const trainCommand: CommandModule<object, Args> = {
       .option('resume', { type: 'boolean', describe: 'continue from the checkpoint in OUT/checkpoint' })
       .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
       .option('stop-after', { type: 'number', describe: 'stop after this many steps, keeping a checkpoint to resume from' })
+      .option('keep-checkpoint', { type: 'boolean', describe: 'keep OUT/checkpoint after a finished run (removed by default)' })
       .option('json', { type: 'boolean', describe: 'print the card as one JSON line at the end' }) as never,
   handler: async (a) => {
     const cfg = loadTrainConfig(a.config);
@@ -33,6 +35,7 @@ export const trainCommand: CommandModule<object, Args> = {
       resume: a.resume,
       threads: a.threads,
       stopAfter: a['stop-after'],
+      keepCheckpoint: a['keep-checkpoint'],
       log,
       onStep: (s) => bar.update(s.step, `loss ${s.loss.toFixed(3)} lr ${s.lr.toExponential(2)} |g| ${s.gradNorm.toFixed(2)} ${Math.round(s.tokensSeen / s.elapsedSeconds)} tok/s${lastEval}`),
       onEval: (e) => {

@@ -204,6 +204,17 @@ test('bad --db inputs and a changed configuration: one line, exit 2, nothing tou
     assert.equal(r.status, 2);
     assert.match(r.stderr, /folder is not writable/);
   }
+  // Input that fails after the database opened (a missing data file) leaves no run behind.
+  const late = join(dir, 'late.sqlite');
+  const lateRun = cli(small().map((a) => (a === db ? late : a === join(dir, 'fit.bin') ? join(dir, 'missing.bin') : a)));
+  assert.equal(lateRun.status, 2);
+  assert.match(lateRun.stderr, /missing\.bin/);
+  const ld = new Database(late, { readonly: true });
+  assert.equal(ld.prepare('SELECT COUNT(*) FROM runs').pluck().get(), 0);
+  ld.close();
+  const badPattern = cli(small(['--pattern', '3:4']).map((a) => (a === db ? late : a)));
+  assert.equal(badPattern.status, 2);
+  assert.match(badPattern.stderr, /--pattern 3:4/);
   const noRun = cli(['search', '--db', join(dir, 'none.sqlite'), '--resume']);
   assert.equal(noRun.status, 2);
   assert.match(noRun.stderr, /no run to resume/);

@@ -89,8 +89,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const modelSha256 = await fileSha256(resolved.modelPath);
   const requested: Partial<SearchSettings> = { ...o.requested, ...(o.model !== undefined || !o.resume ? { modelSha256 } : {}) };
   const full: SearchSettings | null = o.resume ? null : newSettings(requested, modelSha256, workers);
-  const opened = openRun(o.db, requested, { resume: o.resume, modelPath: resolved.modelPath, dataHashes: {}, versions: versions() }, full);
-  const { store, settings } = opened;
+  const opened = openRun(o.db, requested, { resume: o.resume, modelPath: resolved.modelPath, versions: versions() }, full);
+  const { settings } = opened;
+  let store = opened.store as RunStore; // set below for a new run, before anything can use it
   if (opened.resumed) {
     if (opened.finished) log(`run ${store.runId} in ${o.db} is already finished`);
     else log(`resuming run ${store.runId} from ${o.db}`);
@@ -100,7 +101,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     stop.requested = true;
     log('stopping after the current step (interrupt again to stop at once)');
     process.once('SIGINT', () => {
-      store.setStatus('interrupted');
+      if (store) store.setStatus('interrupted');
       process.exit(130);
     });
   };
@@ -109,14 +110,17 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   process.once('SIGTERM', onSignal);
   try {
     if (opened.finished) return summarize(store, o.db, 'finished', true, null, performance.now() - t0);
-    store.setStatus('running');
-    const secondsBefore = store.run.seconds;
     const fault = o.fault ? { ...o.fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null;
     const data = await prepareData(settings, { modelPath: resolved.modelPath, tokenizerPath: resolved.tokenizerPath, dbPath: o.db }, { log, fault });
     const tokHash = tokensSha256(data.tokens);
-    const stored = store.run.dataHashes;
-    if (opened.resumed && stored.fitness && stored.fitness !== tokHash) throw new InputError(`--resume: the fitness data ${settings.fitnessData} changed since run ${store.runId} started (token hash differs)`);
-    store.setDataHashes({ fitness: tokHash });
+    if (opened.resumed) {
+      const stored = store.run.dataHashes;
+      if (stored.fitness && stored.fitness !== tokHash) throw new InputError(`--resume: the fitness data ${settings.fitnessData} changed since run ${store.runId} started (token hash differs)`);
+    } else {
+      store = opened.create({ fitness: tokHash });
+    }
+    store.setStatus('running');
+    const secondsBefore = store.run.seconds;
     log(`${data.layers.length} prunable layers; statistics ${data.statsCached ? 'read from' : 'written to'} ${data.statsFile} (${data.statsSeconds.toFixed(1)} s)`);
 
     // Workers; a first dense evaluation warms them up and sets the default time limit.
@@ -139,11 +143,11 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     store.setStatus(status);
     return summarize(store, o.db, status, opened.resumed, evaluator.counters, performance.now() - t0);
   } catch (e) {
-    if (e instanceof Interrupted) {
+    if (e instanceof Interrupted && store) {
       store.setStatus('interrupted');
       return summarize(store, o.db, 'interrupted', opened.resumed, null, performance.now() - t0);
     }
-    store.setStatus(e instanceof InputError ? 'interrupted' : 'failed', (e as Error).message ?? String(e));
+    if (store) store.setStatus(e instanceof InputError ? 'interrupted' : 'failed', (e as Error).message ?? String(e));
     throw e;
   } finally {
     process.removeListener('SIGINT', onSignal);

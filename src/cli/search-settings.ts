@@ -5,6 +5,7 @@
  * another number of workers continues the same search.
  */
 import { InputError } from '../errors.ts';
+import { parsePattern } from '../prune/score.ts';
 
 export interface SearchSettings {
   /** sha256 of the model file: the run is keyed on the model's bytes, not on where it lies. */
@@ -87,6 +88,7 @@ export function checkSettings(s: SearchSettings): void {
     if (v !== null && !(Number.isInteger(v) && v >= min)) throw new InputError(`${flag} ${v}: must be an integer of at least ${min}`);
   };
   if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`--sparsity ${s.sparsity}: must be a number strictly between 0 and 1`);
+  parsePattern(s.pattern, s.sparsity);
   posInt(s.population, '--population', 2);
   posInt(s.batch, '--batch');
   posInt(s.iterations, '--iterations', 0);

@@ -36,7 +36,9 @@ export function tokensSha256(t: Int32Array): string {
 
 export interface OpenedRun {
   db: DB;
-  store: RunStore;
+  /** The run's writer; null for a new run until `create` is called (once its data is ready). */
+  store: RunStore | null;
+  create: (dataHashes: Record<string, string>) => RunStore;
   settings: SearchSettings;
   resumed: boolean;
   /** The run was already finished: nothing left to do. */
@@ -44,11 +46,12 @@ export interface OpenedRun {
 }
 
 /**
- * Open the database and create or resume the run. Without --resume the database must not
- * hold a run yet; with it, the run's stored settings are used, and any setting given on
- * the command line must equal the stored one.
+ * Open the database and find the run to resume, or check that a new one can start. Without
+ * --resume the database must not hold a run yet (a new run is created by `create` once its
+ * model and data have loaded, so bad input leaves no run behind); with it, the run's stored
+ * settings are used, and any setting given on the command line must equal the stored one.
  */
-export function openRun(dbPath: string, requested: Partial<SearchSettings>, info: { resume: boolean; modelPath: string; dataHashes: Record<string, string>; versions: Record<string, string> }, full: SearchSettings | null): OpenedRun {
+export function openRun(dbPath: string, requested: Partial<SearchSettings>, info: { resume: boolean; modelPath: string; versions: Record<string, string> }, full: SearchSettings | null): OpenedRun {
   const db = openDatabase(dbPath);
   try {
     const runs = listRuns(db);
@@ -62,8 +65,9 @@ export function openRun(dbPath: string, requested: Partial<SearchSettings>, info
       }
       if (!full) throw new Error('openRun: settings missing for a new run');
       checkSettings(full);
-      const store = RunStore.create(db, { config: full as unknown as Record<string, unknown>, seed: full.seed, modelPath: info.modelPath, modelSha256: full.modelSha256, dataHashes: info.dataHashes, versions: info.versions });
-      return { db, store, settings: full, resumed: false, finished: false };
+      const create = (dataHashes: Record<string, string>): RunStore =>
+        RunStore.create(db, { config: full as unknown as Record<string, unknown>, seed: full.seed, modelPath: info.modelPath, modelSha256: full.modelSha256, dataHashes, versions: info.versions });
+      return { db, store: null, create, settings: full, resumed: false, finished: false };
     }
     if (runs.length === 0) throw new InputError(`${dbPath}: no run to resume; leave out --resume to start one`);
     const r: RunRow = runs[runs.length - 1]!;
@@ -72,7 +76,10 @@ export function openRun(dbPath: string, requested: Partial<SearchSettings>, info
     const settings = r.config as unknown as SearchSettings;
     if (configHash(r.config) !== r.configHash) throw new InputError(`${dbPath}: run ${r.id}'s configuration does not match its hash; the file was edited`);
     const store = RunStore.open(db, r.id);
-    return { db, store, settings, resumed: true, finished: r.status === 'finished' };
+    const create = (): RunStore => {
+      throw new Error('openRun: the run exists already');
+    };
+    return { db, store, create, settings, resumed: true, finished: r.status === 'finished' };
   } catch (e) {
     db.close();
     throw e;

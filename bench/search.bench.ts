@@ -142,7 +142,7 @@ export async function run(): Promise<void> {
     db,
     resume: false,
     model: modelDir,
-    requested: { population: 16, iterations: 32, batch: 2, fitnessData, calibData, nsamples: 16, baselines: [], seed: 1 },
+    requested: { population: 12, iterations: 24, batch: 2, fitnessData, calibData, nsamples: 16, baselines: [], seed: 1 },
     workers: 2,
   });
   const d = openDatabase(db, { readonly: true });
@@ -157,7 +157,7 @@ export async function run(): Promise<void> {
   const frac = shortTokens(settings) / settings.evalTokens;
   const paidUnits = fullRuns + shortRuns * frac; // in full-budget evaluations
   console.log(
-    `short search (population 16, 32 iterations, ${s.seconds.toFixed(0)} s): ${wouldPay} candidates with valid masks; ` +
+    `short search (population 12, 24 iterations, ${s.seconds.toFixed(0)} s): ${wouldPay} candidates with valid masks; ` +
       `${dups} had masks equal to an evaluated one (fingerprint: ${((100 * dups) / wouldPay).toFixed(0)}% of perplexity evaluations saved), ${shared} took a shared fitness; ` +
       `${shortRuns} short + ${fullRuns} full runs = ${paidUnits.toFixed(1)} full-budget equivalents instead of ${wouldPay}: ${(100 * (1 - paidUnits / wouldPay)).toFixed(0)}% of evaluation cost saved by fingerprints and fidelity together`,
   );

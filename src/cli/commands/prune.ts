@@ -106,7 +106,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
       .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
-      .option('stats', { type: 'string', describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats`' })
+      .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' })
       .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })

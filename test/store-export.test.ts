@@ -71,4 +71,10 @@ test('export and report CLI: files written, bad input exits 2 with one line', ()
   assert.equal(rep.status, 0, rep.stderr);
   assert.equal(JSON.parse(rep.stdout).leaderboard[0].infix, metrics[3]);
   assert.match(readFileSync(svg, 'utf8'), /^<svg/);
+  const png = join(dir, 'curve.png');
+  assert.equal(cli('report', '--db', dbPath, '--plot', png).status, 0);
+  assert.deepEqual([...readFileSync(png).subarray(1, 4)], [0x50, 0x4e, 0x47]);
+  const pdf = cli('report', '--db', dbPath, '--plot', join(dir, 'curve.pdf'));
+  assert.equal(pdf.status, 2);
+  assert.match(pdf.stderr, /--plot .*curve\.pdf: expected a file name ending in \.svg or \.png/);
 });

@@ -134,3 +134,41 @@ test('a report on a run without evaluations says so instead of inventing finding
   assert.match(reportSvg(rep), /no data yet/);
   db.close();
 });
+
+test('PNG plot: valid chunks and CRCs, the curve drawn in its colour on white', async () => {
+  const { inflateSync } = await import('node:zlib');
+  const { crc32 } = await import('../src/store/plot-png.ts');
+  const { fontTable } = await import('../src/store/font5x8.ts');
+  const { reportPng } = await import('../src/store/report.ts');
+  assert.equal(crc32(new TextEncoder().encode('123456789')), 0xcbf43926); // the CRC-32 check value
+  for (const [ch, g] of Object.entries(fontTable())) {
+    const rows = g.split(' ');
+    assert.equal(rows.length, 8, `glyph ${ch}`);
+    for (const r of rows) assert.match(r, /^[.#]{5}$/, `glyph ${ch}`);
+  }
+  const { db } = fill(join(mkdtempSync(join(tmpdir(), 'symprune-rep-')), 'r.sqlite'));
+  const png = reportPng(buildReport(db, 'r.sqlite'));
+  db.close();
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  let off = 8;
+  const chunks: { type: string; data: Buffer }[] = [];
+  while (off < png.length) {
+    const len = png.readUInt32BE(off);
+    const type = png.toString('latin1', off + 4, off + 8);
+    const data = png.subarray(off + 8, off + 8 + len);
+    assert.equal(png.readUInt32BE(off + 8 + len), crc32(png.subarray(off + 4, off + 8 + len)), `${type} CRC`);
+    chunks.push({ type, data });
+    off += 12 + len;
+  }
+  assert.deepEqual(chunks.map((c) => c.type), ['IHDR', 'IDAT', 'IEND']);
+  const w = chunks[0]!.data.readUInt32BE(0);
+  const h = chunks[0]!.data.readUInt32BE(4);
+  assert.deepEqual([w, h], [1440, 840]);
+  const raw = inflateSync(chunks[1]!.data);
+  assert.equal(raw.length, (3 * w + 1) * h);
+  const px = (x: number, y: number) => [...raw.subarray(y * (3 * w + 1) + 1 + 3 * x, y * (3 * w + 1) + 4 + 3 * x)];
+  assert.deepEqual(px(0, 0), [255, 255, 255]);
+  let blue = 0;
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (px(x, y).join() === '31,119,180') blue++;
+  assert.ok(blue > 1000, `best curve pixels: ${blue}`);
+});

@@ -1,8 +1,9 @@
 /**
- * The fitness curve of a run as a self-contained SVG line plot (no dependency): best and
- * median population perplexity per step, with the baselines as labelled horizontal lines.
- * Perplexities span orders of magnitude early in a run, so the y axis turns logarithmic
- * when the plotted values span more than a factor of 4.
+ * The fitness curve of a run as a line plot with no dependency: best and median population
+ * perplexity per step, with the baselines as labelled horizontal lines. Perplexities span
+ * orders of magnitude early in a run, so the y axis turns logarithmic when the plotted
+ * values span more than a factor of 4. The plot is laid out once as a scene of lines and
+ * texts, written as SVG here and rasterised to PNG by plot-png.ts.
  */
 
 export interface PlotSeries {
@@ -57,12 +58,35 @@ export function logTicks(lo: number, hi: number): number[] {
   return out.length > 8 ? out.filter((v) => Math.abs(Math.log10(v) - Math.round(Math.log10(v))) < 1e-9) : out;
 }
 
-export function linePlotSvg(input: PlotInput): string {
+/** What a plot is made of, in SVG user units (pixels at scale 1). */
+export type SceneItem =
+  | { kind: 'rect'; x: number; y: number; w: number; h: number; fill?: string; stroke?: string }
+  | { kind: 'line'; points: [number, number][]; color: string; width: number; dash?: [number, number]; series?: boolean }
+  | { kind: 'text'; x: number; y: number; text: string; anchor: 'start' | 'middle' | 'end'; size: number; color: string; rotate?: boolean };
+
+export interface Scene {
+  width: number;
+  height: number;
+  items: SceneItem[];
+}
+
+const parseDash = (d?: string): [number, number] | undefined => {
+  if (!d) return undefined;
+  const [a, b] = d.split(/\s+/).map(Number);
+  return [a!, b ?? a!];
+};
+
+/** Lay the plot out. */
+export function linePlotScene(input: PlotInput): Scene {
   const W = input.width ?? 720;
   const H = input.height ?? 420;
   const m = { left: 70, right: 150, top: 40, bottom: 50 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
+  const items: SceneItem[] = [];
+  const text = (x: number, y: number, t: string, anchor: 'start' | 'middle' | 'end' = 'start', o: { size?: number; color?: string; rotate?: boolean } = {}): void => {
+    items.push({ kind: 'text', x, y, text: t, anchor, size: o.size ?? 12, color: o.color ?? '#000', ...(o.rotate ? { rotate: true } : {}) });
+  };
   const xs: number[] = [];
   const ys: number[] = [];
   for (const s of input.series)
@@ -71,13 +95,11 @@ export function linePlotSvg(input: PlotInput): string {
       if (p.y !== null && Number.isFinite(p.y) && p.y > 0) ys.push(p.y);
     }
   for (const h of input.hlines ?? []) if (Number.isFinite(h.y) && h.y > 0) ys.push(h.y);
-  const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`);
-  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(input.title)}</text>`);
+  items.push({ kind: 'rect', x: 0, y: 0, w: W, h: H, fill: '#ffffff' });
+  text(W / 2, 22, input.title, 'middle', { size: 15 });
   if (xs.length === 0 || ys.length === 0) {
-    parts.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no data yet</text></svg>`);
-    return parts.join('\n') + '\n';
+    text(W / 2, H / 2, 'no data yet', 'middle');
+    return { width: W, height: H, items };
   }
   let x0 = Math.min(...xs);
   let x1 = Math.max(...xs);
@@ -93,55 +115,84 @@ export function linePlotSvg(input: PlotInput): string {
     y0 -= pad;
     y1 += pad;
   }
-  if (x1 === x0) x0 -= 1;
   const fy = (v: number): number => (log ? (Math.log(y1) - Math.log(v)) / (Math.log(y1) - Math.log(y0)) : (y1 - v) / (y1 - y0)) * ph + m.top;
   const fx = (v: number): number => ((v - x0) / (x1 - x0)) * pw + m.left;
-  const r = (v: number): string => v.toFixed(1);
 
-  // Axes, grid and ticks.
-  parts.push(`<g stroke="#ddd" stroke-width="1">`);
+  // Grid, frame, ticks and axis labels.
   const yt = log ? logTicks(y0, y1) : linearTicks(y0, y1);
-  for (const t of yt) parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${r(fy(t))}" y2="${r(fy(t))}"/>`);
-  parts.push(`</g>`);
-  parts.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
-  for (const t of yt) parts.push(`<text x="${m.left - 6}" y="${r(fy(t) + 4)}" text-anchor="end">${fmtTick(t)}</text>`);
+  for (const t of yt) items.push({ kind: 'line', points: [[m.left, fy(t)], [m.left + pw, fy(t)]], color: '#dddddd', width: 1 });
+  items.push({ kind: 'rect', x: m.left, y: m.top, w: pw, h: ph, stroke: '#333333' });
+  for (const t of yt) text(m.left - 6, fy(t) + 4, fmtTick(t), 'end');
   for (const t of linearTicks(x0, x1).filter((v) => Number.isInteger(v))) {
-    parts.push(`<line x1="${r(fx(t))}" x2="${r(fx(t))}" y1="${m.top + ph}" y2="${m.top + ph + 5}" stroke="#333"/>`);
-    parts.push(`<text x="${r(fx(t))}" y="${m.top + ph + 18}" text-anchor="middle">${fmtTick(t)}</text>`);
+    items.push({ kind: 'line', points: [[fx(t), m.top + ph], [fx(t), m.top + ph + 5]], color: '#333333', width: 1 });
+    text(fx(t), m.top + ph + 18, fmtTick(t), 'middle');
   }
-  parts.push(`<text x="${m.left + pw / 2}" y="${H - 10}" text-anchor="middle">${esc(input.xLabel)}</text>`);
-  parts.push(`<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(input.yLabel)}${log ? ' (log scale)' : ''}</text>`);
+  text(m.left + pw / 2, H - 10, input.xLabel, 'middle');
+  text(16, m.top + ph / 2, `${input.yLabel}${log ? ' (log scale)' : ''}`, 'middle', { rotate: true });
 
   // Baselines as dotted lines labelled at the right edge.
   const hl = (input.hlines ?? []).filter((h) => Number.isFinite(h.y) && h.y > 0).sort((a, b) => a.y - b.y);
   let lastLabelY = -Infinity;
   for (const h of hl) {
     const y = fy(h.y);
-    parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${r(y)}" y2="${r(y)}" stroke="#999" stroke-dasharray="2 3"/>`);
+    items.push({ kind: 'line', points: [[m.left, y], [m.left + pw, y]], color: '#999999', width: 1, dash: [2, 3] });
     const ly = Math.max(y + 4, lastLabelY + 13);
     lastLabelY = ly;
-    parts.push(`<text x="${m.left + pw + 6}" y="${r(ly)}" fill="#666">${esc(h.label)} ${fmtTick(h.y)}</text>`);
+    text(m.left + pw + 6, ly, `${h.label} ${fmtTick(h.y)}`, 'start', { color: '#666666' });
   }
 
-  // Series.
-  input.series.forEach((s, i) => {
-    const segs: string[] = [];
-    let cur: string[] = [];
+  // Series, broken where a value is missing, and their legend (on a white box over the plot).
+  const legendW = 44 + 9 * Math.max(0, ...input.series.map((s) => s.label.length));
+  const legendBox: SceneItem = { kind: 'rect', x: m.left + 4, y: m.top + 2, w: legendW, h: 16 * input.series.length + 4, fill: '#ffffff', stroke: '#cccccc' };
+  input.series.forEach((s) => {
+    let cur: [number, number][] = [];
+    const flush = (): void => {
+      if (cur.length) items.push({ kind: 'line', points: cur, color: s.color, width: 2, dash: parseDash(s.dash), series: true });
+      cur = [];
+    };
     for (const p of s.points) {
-      if (p.y === null || !Number.isFinite(p.y) || p.y <= 0) {
-        if (cur.length) segs.push(cur.join(' '));
-        cur = [];
-        continue;
-      }
-      cur.push(`${r(fx(p.x))},${r(fy(p.y))}`);
+      if (p.y === null || !Number.isFinite(p.y) || p.y <= 0) flush();
+      else cur.push([fx(p.x), fy(p.y)]);
     }
-    if (cur.length) segs.push(cur.join(' '));
-    for (const seg of segs)
-      parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} points="${seg}"/>`);
-    const ly = m.top + 14 + i * 16;
-    parts.push(`<line x1="${m.left + 10}" x2="${m.left + 34}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
-    parts.push(`<text x="${m.left + 40}" y="${ly}">${esc(s.label)}</text>`);
+    flush();
   });
+  items.push(legendBox);
+  input.series.forEach((s, i) => {
+    const ly = m.top + 14 + i * 16;
+    items.push({ kind: 'line', points: [[m.left + 10, ly - 4], [m.left + 34, ly - 4]], color: s.color, width: 2, dash: parseDash(s.dash) });
+    text(m.left + 40, ly, s.label);
+  });
+  return { width: W, height: H, items };
+}
+
+/** The scene as a self-contained SVG document. */
+export function sceneSvg(sc: Scene): string {
+  const r = (v: number): string => v.toFixed(1);
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${sc.width}" height="${sc.height}" viewBox="0 0 ${sc.width} ${sc.height}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`);
+  for (const it of sc.items) {
+    if (it.kind === 'rect') {
+      parts.push(`<rect x="${it.x}" y="${it.y}" width="${it.w}" height="${it.h}" fill="${it.fill ?? 'none'}"${it.stroke ? ` stroke="${it.stroke}"` : ''}/>`);
+    } else if (it.kind === 'line') {
+      const dash = it.dash ? ` stroke-dasharray="${it.dash[0]} ${it.dash[1]}"` : '';
+      if (!it.series && it.points.length === 2) {
+        const [[ax, ay], [bx, by]] = it.points as [[number, number], [number, number]];
+        parts.push(`<line x1="${r(ax)}" x2="${r(bx)}" y1="${r(ay)}" y2="${r(by)}" stroke="${it.color}"${it.width !== 1 ? ` stroke-width="${it.width}"` : ''}${dash}/>`);
+      } else {
+        parts.push(`<polyline fill="none" stroke="${it.color}" stroke-width="${it.width}"${dash} points="${it.points.map(([x, y]) => `${r(x)},${r(y)}`).join(' ')}"/>`);
+      }
+    } else {
+      const pos = it.rotate ? `transform="translate(${r(it.x)} ${r(it.y)}) rotate(-90)"` : `x="${r(it.x)}" y="${r(it.y)}"`;
+      const anchor = it.anchor === 'start' ? '' : ` text-anchor="${it.anchor}"`;
+      const size = it.size === 12 ? '' : ` font-size="${it.size}"`;
+      const fill = it.color === '#000' ? '' : ` fill="${it.color}"`;
+      parts.push(`<text ${pos}${anchor}${size}${fill}>${esc(it.text)}</text>`);
+    }
+  }
   parts.push('</svg>');
   return parts.join('\n') + '\n';
+}
+
+export function linePlotSvg(input: PlotInput): string {
+  return sceneSvg(linePlotScene(input));
 }

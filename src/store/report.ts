@@ -8,7 +8,8 @@ import type { DB } from './schema.ts';
 import { kendallTauB, spearman, type Correlation } from './correlation.ts';
 import { baselines, curve, evaluationCounts, featureRows, FEATURES, fidelityPairs, leaderboard, pickRun, type CurvePoint, type EvaluationCounts, type RankedIndividual } from './queries.ts';
 import type { BaselineInput, RunRow } from './store.ts';
-import { linePlotSvg } from './plot-svg.ts';
+import { linePlotScene, sceneSvg, type Scene } from './plot-svg.ts';
+import { scenePng } from './plot-png.ts';
 
 export interface FeatureCorrelation {
   feature: string;
@@ -155,9 +156,9 @@ function principles(r: Report, rows: ReturnType<typeof featureRows>): string[] {
   return out;
 }
 
-/** The fitness curve as SVG: best and median per step, baselines as reference lines. */
-export function reportSvg(r: Report): string {
-  return linePlotSvg({
+/** The fitness curve: best and median per step, baselines as reference lines. */
+export function reportScene(r: Report): Scene {
+  return linePlotScene({
     title: `symprune search, run ${r.run.id}: perplexity of the population`,
     xLabel: 'step',
     yLabel: 'perplexity',
@@ -167,6 +168,14 @@ export function reportSvg(r: Report): string {
     ],
     hlines: r.baselines.filter((b) => b.ppl !== null).map((b) => ({ label: b.method, y: b.ppl! })),
   });
+}
+
+export function reportSvg(r: Report): string {
+  return sceneSvg(reportScene(r));
+}
+
+export function reportPng(r: Report): Buffer {
+  return scenePng(reportScene(r));
 }
 
 const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length));

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { openDatabase } from '../../store/schema.ts';
-import { buildReport, formatReport, reportJson, reportSvg } from '../../store/report.ts';
+import { buildReport, formatReport, reportJson, reportPng, reportSvg } from '../../store/report.ts';
 
 interface Args {
   db: string;
@@ -20,19 +20,18 @@ export const reportCommand: CommandModule<object, Args> = {
     y
       .option('db', { type: 'string', demandOption: true, describe: 'search database (.sqlite)' })
       .option('json', { type: 'boolean', describe: 'print the report as JSON' })
-      .option('plot', { type: 'string', describe: 'write the best/median fitness curve to FILE.svg' })
+      .option('plot', { type: 'string', describe: 'write the best/median fitness curve to FILE.svg or FILE.png' })
       .option('run', { type: 'number', describe: 'run id (default: the latest run in the file)' })
       .option('top', { type: 'number', default: 10, describe: 'leaderboard length' }) as never,
   handler: (a) => {
-    if (a.plot !== undefined && !/\.svg$/i.test(a.plot))
-      throw new InputError(`--plot ${a.plot}: only .svg plots are written (open the SVG in any browser, or convert it with a tool such as rsvg-convert)`);
+    if (a.plot !== undefined && !/\.(svg|png)$/i.test(a.plot)) throw new InputError(`--plot ${a.plot}: expected a file name ending in .svg or .png`);
     if (!Number.isInteger(a.top) || a.top < 1) throw new InputError(`--top must be a positive integer, got ${a.top}`);
     const db = openDatabase(a.db, { readonly: true });
     try {
       const r = buildReport(db, a.db, { run: a.run, top: a.top });
       if (a.plot) {
         try {
-          writeFileSync(a.plot, reportSvg(r));
+          writeFileSync(a.plot, /\.png$/i.test(a.plot) ? reportPng(r) : reportSvg(r));
         } catch (e) {
           throw new InputError(`--plot ${a.plot}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
         }

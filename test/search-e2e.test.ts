@@ -76,12 +76,12 @@ function assertConsistent(x: ReturnType<typeof dump>): void {
     if (r.fidelity === 'full') assert.equal(r.fitness, evs.find((e) => e.fidelity === 'full')!.ppl);
   }
   // The two-fidelity rule: full budget exactly when the short perplexity is within 10% of the
-  // best short perplexity of the run up to that step; short-only fitness never beats the best full one.
+  // best short perplexity of the steps before; short-only fitness never beats the best full one.
   const shortOf = new Map(x.evaluations.filter((e) => e.fidelity === 'short' && e.status === 'ok').map((e) => [e.individual, e.ppl as number]));
   for (const r of x.individuals) {
     const s = shortOf.get(r.id);
     if (s === undefined) continue;
-    const best = Math.min(...x.individuals.filter((o) => (o.step as number) <= (r.step as number) && shortOf.has(o.id)).map((o) => shortOf.get(o.id)!));
+    const best = Math.min(...x.individuals.filter((o) => (o.step as number) < (r.step as number) && shortOf.has(o.id)).map((o) => shortOf.get(o.id)!));
     const hasFull = x.evaluations.some((e) => e.individual === r.id && e.fidelity === 'full');
     assert.equal(hasFull, s <= best * 1.1, `individual ${r.id}: short ${s}, best short so far ${best}, full run: ${hasFull}`);
     if (r.fidelity === 'short') {

@@ -167,7 +167,7 @@ function newSettings(req: Partial<SearchSettings>, modelSha256: string, workers:
     pattern: req.pattern ?? d.pattern,
     mode,
     population: req.population ?? d.population,
-    batch: req.batch ?? workers,
+    batch: req.batch ?? 2 * workers,
     iterations: req.iterations ?? (mode === 'generational' ? null : d.iterations),
     generations: mode === 'generational' ? (generations ?? 10) : generations,
     seed: req.seed ?? d.seed,

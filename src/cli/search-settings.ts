@@ -14,7 +14,7 @@ export interface SearchSettings {
   pattern: string;
   mode: 'steady-state' | 'generational';
   population: number;
-  /** Children made and evaluated per step (in parallel). Fixed when the run starts (default: the number of workers). */
+  /** Children made and evaluated per step (in parallel). Fixed when the run starts (default: twice the number of workers, so workers stay busy while some candidates run their full budget). */
   batch: number;
   /** Steady-state iterations (children, as Pruner-Zero counts them) or generations; exactly one is set. */
   iterations: number | null;

@@ -13,7 +13,9 @@
  *     (the GP engine then regenerates it, or shares that individual's fitness).
  *  2. short budget: perplexity on the first `shortTokens` fitness tokens;
  *  3. full budget: only when the short perplexity is within `margin` of the best short
- *     perplexity of the run so far (this batch included);
+ *     perplexity of the run before this step (so each candidate goes on to its full budget
+ *     as soon as its short one is done, without waiting for the rest of the batch; in the
+ *     first step every candidate gets the full budget);
  *  4. fitness: the full-budget perplexity; for a candidate run only at the short budget,
  *     its short perplexity times the full/short ratio of the run's best short-budget
  *     candidate, i.e. its estimate at the full budget. That candidate always has both,
@@ -135,6 +137,7 @@ export class CandidateEvaluator {
           fingerprint: c.fingerprint?.startsWith('failed:') ? null : c.fingerprint,
         });
     });
+    const bestBefore = this.bestShortBefore(step);
     const paying: Candidate[] = [];
     for (const c of batch) {
       const done = this.finished(c.id);
@@ -153,7 +156,7 @@ export class CandidateEvaluator {
     // Masks for candidates that were not fingerprinted in this process (no hook, or replay).
     await Promise.all(
       paying.map(async (c) => {
-        if (this.masks.has(c.hash) || (this.store.evaluation(c.id, 'short') && !this.needsFull(c.id))) return;
+        if (this.masks.has(c.hash) || (this.store.evaluation(c.id, 'short') && !this.needsFull(c.id, bestBefore))) return;
         const out = await this.pool.run<MaskReply>({ kind: 'mask', tree: c.tree } satisfies WorkerTask);
         this.counters.masks++;
         if (out.status === 'ok') this.masks.set(c.hash, out.value);
@@ -173,9 +176,13 @@ export class CandidateEvaluator {
       if (prior && prior.id < c.id && !this.store.evaluation(c.id, 'short')) results.set(c.id, this.reuse(c.id, prior.id));
       else toPay.push(c);
     }
-    // Short budget for all, full budget for those near the best.
-    await Promise.all(toPay.map((c) => this.ppl(c, 'short', this.opts.shortTokens)));
-    await Promise.all(toPay.map((c) => (this.needsFull(c.id) ? this.ppl(c, 'full', this.opts.fullTokens) : undefined)));
+    // Short budget, then the full budget for those near the best so far, each candidate on its own.
+    await Promise.all(
+      toPay.map(async (c) => {
+        await this.ppl(c, 'short', this.opts.shortTokens);
+        if (this.needsFull(c.id, bestBefore)) await this.ppl(c, 'full', this.opts.fullTokens);
+      }),
+    );
     const ratio = this.fullShortRatio();
     this.store.tx(() => {
       for (const c of toPay) {
@@ -239,10 +246,10 @@ export class CandidateEvaluator {
     return { fitness: Infinity, invalid: why };
   }
 
-  private needsFull(id: number): boolean {
+  private needsFull(id: number, bestBefore: number): boolean {
     if (this.store.evaluation(id, 'full')) return false;
     const s = this.store.evaluation(id, 'short');
-    return s?.status === 'ok' && s.ppl !== null && s.ppl <= this.bestShort() * (1 + this.opts.margin);
+    return s?.status === 'ok' && s.ppl !== null && s.ppl <= bestBefore * (1 + this.opts.margin);
   }
 
   private async ppl(c: Candidate, fidelity: Fidelity, maxTokens: number): Promise<void> {
@@ -261,8 +268,15 @@ export class CandidateEvaluator {
     }
   }
 
-  private bestShort(): number {
-    const v = this.store.db.prepare(`SELECT MIN(ppl) FROM evaluations WHERE run = ? AND fidelity = 'short' AND status = 'ok'`).pluck().get(this.store.runId) as number | null;
+  /** Best short perplexity of individuals made before this step (the same when a step is replayed). */
+  private bestShortBefore(step: number): number {
+    const v = this.store.db
+      .prepare(
+        `SELECT MIN(e.ppl) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
+         WHERE e.run = ? AND e.fidelity = 'short' AND e.status = 'ok' AND i.step < ?`,
+      )
+      .pluck()
+      .get(this.store.runId, step) as number | null;
     return v ?? Infinity;
   }
 

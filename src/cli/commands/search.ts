@@ -42,7 +42,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('population', { type: 'number', describe: `population size (default ${d.population})` })
       .option('iterations', { type: 'number', describe: `steady-state iterations, one child each (default ${d.iterations})` })
       .option('generations', { type: 'number', describe: 'generational mode: number of generations (instead of --iterations)' })
-      .option('batch', { type: 'number', describe: 'children evaluated in parallel per step, fixed for the run (default: --workers)' })
+      .option('batch', { type: 'number', describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' })
       .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core)' })
       .option('seed', { type: 'number', describe: `random seed (default ${d.seed})` })
       .option('db', { type: 'string', describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' })

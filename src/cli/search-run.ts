@@ -111,7 +111,22 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   try {
     if (opened.finished) return summarize(store, o.db, 'finished', true, null, performance.now() - t0);
     const fault = o.fault ? { ...o.fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null;
-    const data = await prepareData(settings, { modelPath: resolved.modelPath, tokenizerPath: resolved.tokenizerPath, dbPath: o.db }, { log, fault });
+    const bars: Partial<Record<'G' | 'X', ReturnType<typeof progress>>> = {};
+    const data = await prepareData(
+      settings,
+      { modelPath: resolved.modelPath, tokenizerPath: resolved.tokenizerPath, dbPath: o.db },
+      {
+        log,
+        fault,
+        onProgress: o.showProgress
+          ? (stage, done, total) => {
+              const bar = (bars[stage] ??= progress(stage === 'G' ? 'gradient statistics G' : 'activation statistics X', total));
+              bar.update(done);
+              if (done >= total) bar.done();
+            }
+          : undefined,
+      },
+    );
     const tokHash = tokensSha256(data.tokens);
     if (opened.resumed) {
       const stored = store.run.dataHashes;

@@ -120,7 +120,7 @@ export interface PreparedData {
 export async function prepareData(
   s: SearchSettings,
   paths: { modelPath: string; tokenizerPath?: string; dbPath: string },
-  opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; fault?: WorkerInit['fault'] },
+  opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; fault?: WorkerInit['fault']; onProgress?: (stage: 'G' | 'X', done: number, total: number) => void },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
   const model = await loadModel(paths.modelPath);
@@ -168,8 +168,8 @@ export async function prepareData(
   if (!cached) {
     windows = await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath: paths.tokenizerPath, vocabSize, seed: CALIBRATION_SEED });
     log(`dense statistics: G and X of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
-    G = await denseGradients(model, layers, windows, { threads: opts.threads });
-    X = await denseX(model, layers, windows, { threads: opts.threads });
+    G = await denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('G', d, t) });
+    X = await denseX(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('X', d, t) });
     writeStatsFile(statsFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
   }
   const statsSeconds = (performance.now() - t0) / 1000;

@@ -96,8 +96,11 @@ export function baselines(db: DB, run: number): BaselineInput[] {
     .all(run) as BaselineInput[];
 }
 
-/** Feature names, in report order: shape, terminal use, operator use. */
-export const FEATURES = ['size', 'depth', ...TERMINALS.map((t) => `uses_${t}`), ...TERMINALS.map((t) => `n_${t}`), ...OPERATORS.map((o) => `n_${o}`)] as const;
+/**
+ * Feature names, in report order: shape, use of each terminal, its count, use of each
+ * operator (1 when the tree holds it at least once).
+ */
+export const FEATURES = ['size', 'depth', ...TERMINALS.map((t) => `uses_${t}`), ...TERMINALS.map((t) => `n_${t}`), ...OPERATORS.map((o) => `uses_${o}`)] as const;
 
 export interface FeatureRow {
   id: number;
@@ -125,6 +128,7 @@ export function featureRows(db: DB, run: number): FeatureRow[] {
       const features: Record<string, number> = {};
       for (const c of cols) features[c] = r[c]!;
       for (const t of TERMINALS) features[`uses_${t}`] = r[`n_${t}`]! > 0 ? 1 : 0;
+      for (const o of OPERATORS) features[`uses_${o}`] = r[`n_${o}`]! > 0 ? 1 : 0;
       return { id: r.id!, ppl: r.ppl!, features };
     });
 }

@@ -105,15 +105,14 @@ function principles(r: Report, rows: ReturnType<typeof featureRows>): string[] {
       const t = c.feature.slice(5);
       const withT = rows.filter((x) => x.features[c.feature] === 1).map((x) => x.ppl);
       const without = rows.filter((x) => x.features[c.feature] === 0).map((x) => x.ppl);
+      const what = ['W', 'G', 'X'].includes(t) ? t : `the ${t} operator`;
       out.push(
-        `Trees using ${t} reach ${better ? 'lower' : 'higher'} perplexity ${stat}; median short-budget perplexity ${f2(median(withT))} with ${t} vs ${f2(median(without))} without.`,
+        `Trees using ${what} reach ${better ? 'lower' : 'higher'} perplexity ${stat}; median short-budget perplexity ${f2(median(withT))} with ${t} vs ${f2(median(without))} without.`,
       );
     } else if (c.feature === 'size' || c.feature === 'depth') {
       out.push(`${c.feature === 'size' ? 'Larger' : 'Deeper'} trees reach ${better ? 'lower' : 'higher'} perplexity ${stat}.`);
     } else {
-      const what = c.feature.slice(2);
-      const name = ['W', 'G', 'X'].includes(what) ? `occurrences of ${what}` : `${what} operators`;
-      out.push(`More ${name} go with ${better ? 'lower' : 'higher'} perplexity ${stat}.`);
+      out.push(`More occurrences of ${c.feature.slice(2)} go with ${better ? 'lower' : 'higher'} perplexity ${stat}.`);
     }
   }
   if (sig.length === 0 && n >= MIN_N) out.push(`No tree feature correlates with perplexity at ${fp(PRINCIPLE_P).replace('=', '<')} over the ${n} evaluated trees.`);
@@ -200,10 +199,10 @@ export function formatReport(r: Report): string {
   }
   L.push('');
   L.push('rank correlation with short-budget perplexity (negative: more of it, lower perplexity)');
-  L.push(`${pad('feature', 10)}${pad('rho', 8)}${pad('p', 9)}${pad('tau', 8)}${pad('p', 9)}n`);
+  L.push(`${pad('feature', 11)}${pad('rho', 8)}${pad('p', 9)}${pad('tau', 8)}${pad('p', 9)}n`);
   for (const f of r.correlations.features) {
     if (!Number.isFinite(f.spearman.r)) continue;
-    L.push(`${pad(f.feature, 10)}${pad(f2(f.spearman.r), 8)}${pad(f.spearman.p.toPrecision(2), 9)}${pad(f2(f.kendall.r), 8)}${pad(f.kendall.p.toPrecision(2), 9)}${f.spearman.n}`);
+    L.push(`${pad(f.feature, 11)}${pad(f2(f.spearman.r), 8)}${pad(f.spearman.p.toPrecision(2), 9)}${pad(f2(f.kendall.r), 8)}${pad(f.kendall.p.toPrecision(2), 9)}${f.spearman.n}`);
   }
   const fid = r.correlations.fidelity;
   if (fid) L.push(`short vs full budget: rho=${num(fid.spearman.r)} tau=${num(fid.kendall.r)} n=${fid.spearman.n}`);

@@ -148,7 +148,7 @@ function principles(r: Report, rows: ReturnType<typeof featureRows>): string[] {
     const notBeaten = bases.filter((b) => best.fullPpl! >= b.ppl!).map((b) => `${b.method} ${f2(b.ppl!)}`);
     out.push(
       notBeaten.length === 0
-        ? `The best metric found (${best.infix}, perplexity ${f2(best.fullPpl!)} on the search split) beats every baseline run on the same settings (${beaten.join(', ')}).`
+        ? `The best metric found (${best.infix}, perplexity ${f2(best.fullPpl!)} on ${String(r.run.config.fitnessData ?? 'the fitness data')}) beats every baseline run on the same settings (${beaten.join(', ')}).`
         : `The best metric found (${best.infix}, perplexity ${f2(best.fullPpl!)}) beats ${beaten.length ? beaten.join(', ') : 'no baseline'} but not ${notBeaten.join(', ')}.`,
     );
   }
@@ -189,7 +189,7 @@ export function formatReport(r: Report): string {
     `${c.individuals} individuals (${c.invalid} invalid), perplexity runs paid: ${c.paid.short} short + ${c.paid.full} full; not paid: ${c.maskDuplicates} candidates with the masks of an evaluated one, ${c.reused} shared fitnesses; failures: ${c.failed.error} error, ${c.failed.timeout} timeout, ${c.failed.crash} crash`,
   );
   L.push('');
-  L.push('leaderboard (perplexity on the search split; full budget unless marked)');
+  L.push(`leaderboard (perplexity on ${String(r.run.config.fitnessData ?? 'the fitness data')} at the full budget; * = estimated from the short budget)`);
   L.push(`${pad('rank', 5)}${pad('ppl', 10)}${pad('short', 10)}${pad('id', 6)}metric`);
   for (const b of r.leaderboard) L.push(`${pad(String(b.rank), 5)}${pad(num(b.fullPpl ?? b.fitness) + (b.fullPpl === null ? '*' : ''), 10)}${pad(num(b.shortPpl), 10)}${pad(String(b.id), 6)}${b.infix}`);
   if (r.baselines.length) {

@@ -69,8 +69,8 @@ test('representative kernels: passes, stored subtrees, shared statistics', () =>
     ['add(mul(W,sqrt(X)),mul(W,G))', 1, 0],
     // zsn needs mean then variance; the log subtree is stored, not recomputed
     ['add(zsn(log(mul(W,G))),mms(tanh(mul(W,X))))', 3, 2],
-    // nested: mms(W) -> zsn(...) (2 passes) -> mms(...) -> final
-    ['mms(zsn(mul(G,mms(W))))', 5, 0],
+    // nested: mms(W) -> zsn(...) (2 passes) -> mms(...) -> final; mul(G,mms(W)) is stored
+    ['mms(zsn(mul(G,mms(W))))', 5, 1],
     // the same reduction twice is computed once
     ['add(mms(G),mul(W,mms(G)))', 2, 0],
     // a row-shaped divisor needs no pass over the full tensor

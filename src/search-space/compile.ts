@@ -73,6 +73,16 @@ type KernelFn = (
   lib: typeof sem,
 ) => void;
 
+/** Whether `expr` is one call whose closing parenthesis ends the text. */
+function wholeCall(expr: string): boolean {
+  let depth = 0;
+  for (let i = expr.indexOf('('); i < expr.length; i++) {
+    if (expr[i] === '(') depth++;
+    else if (expr[i] === ')' && --depth === 0) return i === expr.length - 1;
+  }
+  return false;
+}
+
 const WARMUP_DATA: TerminalData = {
   rows: 2,
   cols: 4,
@@ -180,133 +190,170 @@ export function compileTree(tree: Tree): CompiledKernel {
     finalPass = Math.max(finalPass, r.finish + 1);
   }
 
-  // Subtrees under mms/zsn that contain transcendental operators are stored, not recomputed.
-  const containsExpensive = (t: Tree): boolean => EXPENSIVE.has(t.op) || t.args.some(containsExpensive);
+  // Code for a given choice of stored subtrees (key -> scratch index). Also reports in which
+  // passes each subtree is computed, which drives that choice.
+  const generate = (storedIndex: Map<string, number>) => {
+    const storedInPass = new Map<string, number>();
+    const computedIn = new Map<string, Set<number>>();
+    const src: string[] = ['"use strict";', 'const fr = Math.fround;'];
+    for (let k = 0; k < storedIndex.size; k++) src.push(`const M${k} = M[${k}];`);
+    for (let k = 0; k < rowIndex.size; k++) src.push(`const R${k} = R[${k}];`);
+    for (const [k, idx] of divIndex) src.push(`const D${idx} = D[${idx}]; // ${k}`);
+    for (const r of reductions.values()) {
+      if (r.op === 'mms') src.push(`let mn${r.id} = 0, rg${r.id} = 1; // ${r.key}`);
+      if (r.op === 'zsn') src.push(`let mu${r.id} = 0, sd${r.id} = 1, cnt${r.id} = 0; // ${r.key}`);
+      if (r.op === 'div') src.push(`let c${r.id} = 1; // ${r.key}`);
+    }
+
+    for (let p = 0; p <= finalPass; p++) {
+      const body: string[] = [];
+      const memo = new Map<string, string>();
+      let usesColumn = false;
+      let tmp = 0;
+      const emit = (expr: string, k: string): string => {
+        const name = `t${tmp++}`;
+        body.push(`const ${name} = ${expr};`);
+        memo.set(k, name);
+        return name;
+      };
+      const val = (t: Tree): string => {
+        const k = keyOf(t);
+        const hit = memo.get(k);
+        if (hit) return hit;
+        if (shape(t) === 'row') {
+          usesColumn = true;
+          return emit(t.op === 'X' ? 'X[j]' : `R${rowIndex.get(k)}[j]`, k);
+        }
+        if (isTerminal(t.op)) return emit(`${t.op}[i]`, k);
+        const m = storedIndex.get(k);
+        if (m !== undefined) {
+          const first = storedInPass.get(k);
+          if (first !== undefined && first < p) return emit(`M${m}[i]`, k);
+          const name = compute(t, k);
+          if (first === undefined) {
+            storedInPass.set(k, p);
+            body.push(`M${m}[i] = ${name};`);
+          }
+          return name;
+        }
+        return compute(t, k);
+      };
+      const compute = (t: Tree, k: string): string => {
+        let passes = computedIn.get(k);
+        if (!passes) computedIn.set(k, (passes = new Set()));
+        passes.add(p);
+        const red = reductions.get(k);
+        switch (t.op) {
+          case 'mms': {
+            const v = val(t.args[0]!);
+            const id = red!.id;
+            return emit(`fr((${v} - mn${id}) / rg${id})`, k);
+          }
+          case 'zsn': {
+            const v = val(t.args[0]!);
+            const id = red!.id;
+            return emit(`fr((${v} - mu${id}) / sd${id})`, k);
+          }
+          case 'div': {
+            const v = val(t.args[0]!);
+            const c = red ? `c${red.id}` : `D${divIndex.get(k)}`;
+            return emit(`fr(${v} / ${c})`, k);
+          }
+          case 'add':
+          case 'sub':
+          case 'mul':
+            return emit(BINARY_SRC[t.op](val(t.args[0]!), val(t.args[1]!)), k);
+          default:
+            return emit(UNARY_SRC[t.op as ElementwiseUnary](val(t.args[0]!)), k);
+        }
+      };
+
+      const before: string[] = [];
+      const after: string[] = [];
+      for (const r of reductions.values()) {
+        const id = r.id;
+        if (r.start === p) {
+          const v = val(r.reduced);
+          if (r.op === 'mms') {
+            before.push(`let lo${id} = Infinity, hi${id} = -Infinity;`);
+            body.push(`if (${v} - ${v} === 0) { if (${v} < lo${id}) lo${id} = ${v}; if (${v} > hi${id}) hi${id} = ${v}; }`);
+            after.push(`{ const s = lib.finishMms(lo${id}, hi${id}); mn${id} = s.mn; rg${id} = s.rg; }`);
+          } else if (r.op === 'zsn') {
+            before.push(`let sum${id} = 0, n${id} = 0;`);
+            body.push(`if (${v} - ${v} === 0) { sum${id} += ${v}; n${id}++; }`);
+            after.push(`mu${id} = lib.finishMean(sum${id}, n${id}); cnt${id} = n${id};`);
+          } else {
+            before.push(`let q${id} = 0;`);
+            body.push(`if (${v} - ${v} === 0) q${id} += ${v} * ${v};`);
+            after.push(`c${id} = lib.finishNorm(q${id}, 1);`);
+          }
+        } else if (r.op === 'zsn' && r.start + 1 === p) {
+          const v = val(r.reduced);
+          before.push(`let ss${id} = 0;`);
+          body.push(`if (${v} - ${v} === 0) { const dv = ${v} - mu${id}; ss${id} += dv * dv; }`);
+          after.push(`sd${id} = lib.finishStd(ss${id}, cnt${id});`);
+        }
+      }
+      if (p === finalPass) {
+        const v = val(tree);
+        // A Float32Array store rounds exactly like fr(), so the root's own fr() can go.
+        const last = body[body.length - 1]!;
+        const m = /^const (t\d+) = fr\((.*)\);$/.exec(last);
+        if (m && m[1] === v && wholeCall(`fr(${m[2]})`)) body[body.length - 1] = `out[i] = ${m[2]};`;
+        else body.push(`out[i] = ${v};`);
+      }
+
+      src.push(`// pass ${p}${p === finalPass ? ' (final)' : ' (statistics)'}`);
+      src.push(...before);
+      if (usesColumn) {
+        src.push('for (let r = 0; r < rows; r++) {');
+        src.push('  const base = r * cols;');
+        src.push('  for (let j = 0; j < cols; j++) {');
+        src.push('    const i = base + j;');
+        for (const l of body) src.push(`    ${l}`);
+        src.push('  }');
+        src.push('}');
+      } else {
+        src.push('for (let i = 0, n = rows * cols; i < n; i++) {');
+        for (const l of body) src.push(`  ${l}`);
+        src.push('}');
+      }
+      src.push(...after);
+    }
+    return { source: src.join('\n'), computedIn };
+  };
+
+  // Store the subtree under an mms/zsn in scratch when re-reading it beats recomputing it:
+  // per extra pass it is needed in, recomputing costs its full-size reads (W, G, stored
+  // subtrees) and ~8 reads' worth per log/exp/tanh; storing costs one write and one read.
+  const dry = generate(new Map());
   const storedIndex = new Map<string, number>();
+  const recomputeCost = (t: Tree, reads: Set<string>): number => {
+    const k = keyOf(t);
+    if (storedIndex.has(k)) {
+      reads.add(k);
+      return 0;
+    }
+    if (shape(t) === 'row') return 0;
+    if (t.op === 'W' || t.op === 'G') {
+      reads.add(t.op);
+      return 0;
+    }
+    let trans = EXPENSIVE.has(t.op) ? 1 : 0;
+    const operands = t.op === 'div' ? [t.args[0]!] : t.args;
+    for (const a of operands) trans += recomputeCost(a, reads);
+    return trans;
+  };
   for (const r of reductions.values()) {
     const c = r.reduced;
-    if (r.op === 'div' || isTerminal(c.op) || shape(c) !== 'full' || !containsExpensive(c)) continue;
-    if (!storedIndex.has(keyOf(c))) storedIndex.set(keyOf(c), storedIndex.size);
+    const k = keyOf(c);
+    if (r.op === 'div' || isTerminal(c.op) || shape(c) !== 'full' || storedIndex.has(k)) continue;
+    const uses = dry.computedIn.get(k)?.size ?? 0;
+    const reads = new Set<string>();
+    const trans = recomputeCost(c, reads);
+    if ((uses - 1) * (reads.size - 1 + 8 * trans) - 1 > 0) storedIndex.set(k, storedIndex.size);
   }
-  const storedInPass = new Map<string, number>();
-
-  const src: string[] = ['"use strict";', 'const fr = Math.fround;'];
-  for (let k = 0; k < storedIndex.size; k++) src.push(`const M${k} = M[${k}];`);
-  for (let k = 0; k < rowIndex.size; k++) src.push(`const R${k} = R[${k}];`);
-  for (const [k, idx] of divIndex) src.push(`const D${idx} = D[${idx}]; // ${k}`);
-  for (const r of reductions.values()) {
-    if (r.op === 'mms') src.push(`let mn${r.id} = 0, rg${r.id} = 1; // ${r.key}`);
-    if (r.op === 'zsn') src.push(`let mu${r.id} = 0, sd${r.id} = 1, cnt${r.id} = 0; // ${r.key}`);
-    if (r.op === 'div') src.push(`let c${r.id} = 1; // ${r.key}`);
-  }
-
-  for (let p = 0; p <= finalPass; p++) {
-    const body: string[] = [];
-    const memo = new Map<string, string>();
-    let usesColumn = false;
-    let tmp = 0;
-    const emit = (expr: string, k: string): string => {
-      const name = `t${tmp++}`;
-      body.push(`const ${name} = ${expr};`);
-      memo.set(k, name);
-      return name;
-    };
-    const val = (t: Tree): string => {
-      const k = keyOf(t);
-      const hit = memo.get(k);
-      if (hit) return hit;
-      if (shape(t) === 'row') {
-        usesColumn = true;
-        return emit(t.op === 'X' ? 'X[j]' : `R${rowIndex.get(k)}[j]`, k);
-      }
-      if (isTerminal(t.op)) return emit(`${t.op}[i]`, k);
-      const m = storedIndex.get(k);
-      if (m !== undefined) {
-        const first = storedInPass.get(k);
-        if (first !== undefined && first < p) return emit(`M${m}[i]`, k);
-        const name = compute(t, k);
-        if (first === undefined) {
-          storedInPass.set(k, p);
-          body.push(`M${m}[i] = ${name};`);
-        }
-        return name;
-      }
-      return compute(t, k);
-    };
-    const compute = (t: Tree, k: string): string => {
-      const red = reductions.get(k);
-      switch (t.op) {
-        case 'mms': {
-          const v = val(t.args[0]!);
-          const id = red!.id;
-          return emit(`fr((${v} - mn${id}) / rg${id})`, k);
-        }
-        case 'zsn': {
-          const v = val(t.args[0]!);
-          const id = red!.id;
-          return emit(`fr((${v} - mu${id}) / sd${id})`, k);
-        }
-        case 'div': {
-          const v = val(t.args[0]!);
-          const c = red ? `c${red.id}` : `D${divIndex.get(k)}`;
-          return emit(`fr(${v} / ${c})`, k);
-        }
-        case 'add':
-        case 'sub':
-        case 'mul':
-          return emit(BINARY_SRC[t.op](val(t.args[0]!), val(t.args[1]!)), k);
-        default:
-          return emit(UNARY_SRC[t.op as ElementwiseUnary](val(t.args[0]!)), k);
-      }
-    };
-
-    const before: string[] = [];
-    const after: string[] = [];
-    for (const r of reductions.values()) {
-      const id = r.id;
-      if (r.start === p) {
-        const v = val(r.reduced);
-        if (r.op === 'mms') {
-          before.push(`let lo${id} = Infinity, hi${id} = -Infinity;`);
-          body.push(`if (${v} - ${v} === 0) { if (${v} < lo${id}) lo${id} = ${v}; if (${v} > hi${id}) hi${id} = ${v}; }`);
-          after.push(`{ const s = lib.finishMms(lo${id}, hi${id}); mn${id} = s.mn; rg${id} = s.rg; }`);
-        } else if (r.op === 'zsn') {
-          before.push(`let sum${id} = 0, n${id} = 0;`);
-          body.push(`if (${v} - ${v} === 0) { sum${id} += ${v}; n${id}++; }`);
-          after.push(`mu${id} = lib.finishMean(sum${id}, n${id}); cnt${id} = n${id};`);
-        } else {
-          before.push(`let q${id} = 0;`);
-          body.push(`if (${v} - ${v} === 0) q${id} += ${v} * ${v};`);
-          after.push(`c${id} = lib.finishNorm(q${id}, 1);`);
-        }
-      } else if (r.op === 'zsn' && r.start + 1 === p) {
-        const v = val(r.reduced);
-        before.push(`let ss${id} = 0;`);
-        body.push(`if (${v} - ${v} === 0) { const dv = ${v} - mu${id}; ss${id} += dv * dv; }`);
-        after.push(`sd${id} = lib.finishStd(ss${id}, cnt${id});`);
-      }
-    }
-    if (p === finalPass) body.push(`out[i] = ${val(tree)};`);
-
-    src.push(`// pass ${p}${p === finalPass ? ' (final)' : ' (statistics)'}`);
-    src.push(...before);
-    if (usesColumn) {
-      src.push('for (let r = 0; r < rows; r++) {');
-      src.push('  const base = r * cols;');
-      src.push('  for (let j = 0; j < cols; j++) {');
-      src.push('    const i = base + j;');
-      for (const l of body) src.push(`    ${l}`);
-      src.push('  }');
-      src.push('}');
-    } else {
-      src.push('for (let i = 0, n = rows * cols; i < n; i++) {');
-      for (const l of body) src.push(`  ${l}`);
-      src.push('}');
-    }
-    src.push(...after);
-  }
-
-  const source = src.join('\n');
+  const { source } = generate(storedIndex);
   const fn = new Function('W', 'G', 'X', 'R', 'D', 'M', 'out', 'rows', 'cols', 'lib', source) as KernelFn;
   let scratch: Float32Array[] = [];
 

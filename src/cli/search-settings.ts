@@ -40,18 +40,22 @@ export interface SearchSettings {
 export const ALL_BASELINES = ['magnitude', 'wanda', 'gblm', 'ria', 'pruner-zero', 'random', 'sparsegpt'] as const;
 
 /**
- * Defaults. The iteration budget is set so a search on the bundled model finishes in
- * about 15 minutes on two cores (measured: see README, "symprune search").
+ * Defaults. On the bundled model with two idle cores (2 workers, batch 4), a short-budget
+ * perplexity (8192 tokens) takes ~0.9 s, a full one (32768 tokens) ~3.3 s, masks ~0.1 s,
+ * and the statistics and baselines ~30 s: 50 + 500 candidates, a fifth to two fifths of
+ * them at the full budget, take 10-13 minutes, about 15 with other work on the machine.
+ * 32768 tokens are 38% of brown:search: differences between good metrics are a fraction of
+ * a percent of perplexity, and a larger budget makes them less a property of the tokens.
  */
 export const SEARCH_DEFAULTS = {
   sparsity: 0.5,
   pattern: 'unstructured',
   mode: 'steady-state' as const,
   population: 50,
-  iterations: 300,
+  iterations: 500,
   seed: 0,
   fitnessData: 'brown:search',
-  evalTokens: 16384,
+  evalTokens: 32768,
   shortFraction: 0.25,
   margin: 0.1,
   seqlen: 128,

@@ -121,7 +121,7 @@ test('report correlations equal direct computations and principles follow the da
   const polylines = [...svg.matchAll(/<polyline [^>]*points="([^"]*)"/g)].map((m) => m[1]!.split(' ').length);
   // best: 53 points in one line; median: a gap at step 3 splits it into 3 + 49.
   assert.deepEqual(polylines, [53, 3, 49]);
-  assert.match(svg, />wanda 25</);
+  assert.match(svg, />wanda 25.00</);
   db.close();
 });
 

@@ -11,6 +11,12 @@ export interface PlotSeries {
   points: { x: number; y: number | null }[];
   dash?: string;
   color: string;
+  /**
+   * Whether the series sets the y range (default true). A series that does not is drawn
+   * clipped to the frame: the population median starts orders of magnitude above the best
+   * and would otherwise flatten everything that matters.
+   */
+  setsRange?: boolean;
 }
 
 export interface PlotInput {
@@ -80,7 +86,7 @@ const parseDash = (d?: string): [number, number] | undefined => {
 export function linePlotScene(input: PlotInput): Scene {
   const W = input.width ?? 720;
   const H = input.height ?? 420;
-  const m = { left: 70, right: 150, top: 40, bottom: 50 };
+  const m = { left: 70, right: 175, top: 40, bottom: 50 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const items: SceneItem[] = [];
@@ -92,7 +98,7 @@ export function linePlotScene(input: PlotInput): Scene {
   for (const s of input.series)
     for (const p of s.points) {
       xs.push(p.x);
-      if (p.y !== null && Number.isFinite(p.y) && p.y > 0) ys.push(p.y);
+      if (s.setsRange !== false && p.y !== null && Number.isFinite(p.y) && p.y > 0) ys.push(p.y);
     }
   for (const h of input.hlines ?? []) if (Number.isFinite(h.y) && h.y > 0) ys.push(h.y);
   items.push({ kind: 'rect', x: 0, y: 0, w: W, h: H, fill: '#ffffff' });
@@ -115,7 +121,8 @@ export function linePlotScene(input: PlotInput): Scene {
     y0 -= pad;
     y1 += pad;
   }
-  const fy = (v: number): number => (log ? (Math.log(y1) - Math.log(v)) / (Math.log(y1) - Math.log(y0)) : (y1 - v) / (y1 - y0)) * ph + m.top;
+  const fyRaw = (v: number): number => (log ? (Math.log(y1) - Math.log(v)) / (Math.log(y1) - Math.log(y0)) : (y1 - v) / (y1 - y0)) * ph + m.top;
+  const fy = (v: number): number => Math.min(m.top + ph, Math.max(m.top, fyRaw(v)));
   const fx = (v: number): number => ((v - x0) / (x1 - x0)) * pw + m.left;
 
   // Grid, frame, ticks and axis labels.
@@ -131,15 +138,17 @@ export function linePlotScene(input: PlotInput): Scene {
   text(16, m.top + ph / 2, `${input.yLabel}${log ? ' (log scale)' : ''}`, 'middle', { rotate: true });
 
   // Baselines as dotted lines labelled at the right edge.
-  const hl = (input.hlines ?? []).filter((h) => Number.isFinite(h.y) && h.y > 0).sort((a, b) => a.y - b.y);
-  let lastLabelY = -Infinity;
-  for (const h of hl) {
-    const y = fy(h.y);
-    items.push({ kind: 'line', points: [[m.left, y], [m.left + pw, y]], color: '#999999', width: 1, dash: [2, 3] });
-    const ly = Math.max(y + 4, lastLabelY + 13);
-    lastLabelY = ly;
-    text(m.left + pw + 6, ly, `${h.label} ${fmtTick(h.y)}`, 'start', { color: '#666666' });
-  }
+  const hl = (input.hlines ?? []).filter((h) => Number.isFinite(h.y) && h.y > 0).sort((a, b) => b.y - a.y); // top of the frame first
+  // Labels at their lines, pushed apart (13 units) and kept inside the frame's height.
+  const want = hl.map((h) => fy(h.y) + 4);
+  const at = [...want];
+  for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i]!, at[i - 1]! + 13);
+  const bottom = m.top + ph + m.bottom - 6;
+  for (let i = at.length - 1; i >= 0; i--) at[i] = Math.min(at[i]!, i === at.length - 1 ? bottom : at[i + 1]! - 13);
+  hl.forEach((h, i) => {
+    items.push({ kind: 'line', points: [[m.left, fy(h.y)], [m.left + pw, fy(h.y)]], color: '#999999', width: 1, dash: [2, 3] });
+    text(m.left + pw + 6, at[i]!, `${h.label} ${h.y < 1000 ? h.y.toFixed(2) : fmtTick(h.y)}`, 'start', { color: '#666666' });
+  });
 
   // Series, broken where a value is missing, and their legend (on a white box over the plot).
   const legendW = 44 + 9 * Math.max(0, ...input.series.map((s) => s.label.length));

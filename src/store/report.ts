@@ -163,7 +163,7 @@ export function reportScene(r: Report): Scene {
     yLabel: 'perplexity',
     series: [
       { label: 'best', color: '#1f77b4', points: r.curve.map((c) => ({ x: c.step, y: c.best })) },
-      { label: 'median', color: '#ff7f0e', dash: '6 4', points: r.curve.map((c) => ({ x: c.step, y: c.median })) },
+      { label: 'median', color: '#ff7f0e', dash: '6 4', points: r.curve.map((c) => ({ x: c.step, y: c.median })), setsRange: false },
     ],
     hlines: r.baselines.filter((b) => b.ppl !== null).map((b) => ({ label: b.method, y: b.ppl! })),
   });

@@ -18,6 +18,7 @@ import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { EvalPool, shared } from '../src/eval/pool.ts';
 import type { WorkerInit } from '../src/eval/worker.ts';
 import { parseMetric } from '../src/search-space/parse.ts';
+import { SEARCH_DEFAULTS } from '../src/cli/search-settings.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
@@ -75,7 +76,7 @@ function assertConsistent(x: ReturnType<typeof dump>): void {
     if (r.invalid === null) assert.ok(evs.some((e) => e.fidelity === 'short'), `individual ${r.id} has no short evaluation`);
     if (r.fidelity === 'full') assert.equal(r.fitness, evs.find((e) => e.fidelity === 'full')!.ppl);
   }
-  // The two-fidelity rule: full budget exactly when the short perplexity is within 10% of the
+  // The two-fidelity rule: full budget exactly when the short perplexity is within the margin of the
   // best short perplexity of the steps before; short-only fitness never beats the best full one.
   const shortOf = new Map(x.evaluations.filter((e) => e.fidelity === 'short' && e.status === 'ok').map((e) => [e.individual, e.ppl as number]));
   for (const r of x.individuals) {
@@ -83,7 +84,7 @@ function assertConsistent(x: ReturnType<typeof dump>): void {
     if (s === undefined) continue;
     const best = Math.min(...x.individuals.filter((o) => (o.step as number) < (r.step as number) && shortOf.has(o.id)).map((o) => shortOf.get(o.id)!));
     const hasFull = x.evaluations.some((e) => e.individual === r.id && e.fidelity === 'full');
-    assert.equal(hasFull, s <= best * 1.1, `individual ${r.id}: short ${s}, best short so far ${best}, full run: ${hasFull}`);
+    assert.equal(hasFull, s <= best * (1 + SEARCH_DEFAULTS.margin), `individual ${r.id}: short ${s}, best short so far ${best}, full run: ${hasFull}`);
     if (r.fidelity === 'short') {
       const bestFull = Math.min(...x.individuals.filter((o) => (o.step as number) <= (r.step as number) && o.fidelity === 'full').map((o) => o.fitness as number));
       assert.ok((r.fitness as number) > bestFull, `short-only ${r.id} (${r.fitness}) beats the best full-budget fitness ${bestFull}`);

@@ -193,6 +193,7 @@ function newSettings(req: Partial<SearchSettings>, modelSha256: string, workers:
     seqlen: req.seqlen ?? d.seqlen,
     calibData: req.calibData ?? d.calibData,
     nsamples: req.nsamples ?? d.nsamples,
+    stats: req.stats ?? d.stats,
     seedKnown: req.seedKnown ?? d.seedKnown,
     baselines: req.baselines ?? d.baselines,
   };

@@ -31,6 +31,12 @@ export interface SearchSettings {
   /** Calibration for the one-shot dense statistics X and G. */
   calibData: string;
   nsamples: number;
+  /**
+   * Absolute path of a statistics file given with --stats (G, and X when it holds X), e.g.
+   * gradients computed elsewhere; null: both computed from calibData. Stored so a resumed
+   * run reads the same file.
+   */
+  stats: string | null;
   /** Seed the initial population with magnitude, Wanda, GBLM and Pruner-Zero's metric. */
   seedKnown: boolean;
   /** Baselines evaluated once per run on the same settings. */
@@ -64,6 +70,7 @@ export const SEARCH_DEFAULTS = {
   seqlen: 128,
   calibData: 'brown:calib',
   nsamples: 128,
+  stats: null as string | null,
   seedKnown: false,
   baselines: [...ALL_BASELINES] as string[],
 };
@@ -86,6 +93,7 @@ export const SETTING_FLAGS: Record<keyof SearchSettings, string> = {
   seqlen: '--seqlen',
   calibData: '--data',
   nsamples: '--nsamples',
+  stats: '--stats',
   seedKnown: '--seed-known',
   baselines: '--baselines',
 };

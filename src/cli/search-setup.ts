@@ -134,44 +134,27 @@ export async function prepareData(
   const tokens = await loadTokens(s.fitnessData, { tokenizerPath: paths.tokenizerPath, vocabSize });
   if (tokens.length < s.seqlen + 1) throw new InputError(`--fitness-data ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
 
-  const statsFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
+  const cacheFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
   const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot' };
   const t0 = performance.now();
-  let G = new Map<string, Float32Array>();
-  let X = new Map<string, Float32Array>();
-  let cached = false;
+  // A user's --stats file is read as it is; otherwise a cache made for this model and these
+  // calibration settings is reused, and anything else is recomputed.
+  const userStats = s.stats ?? null; // runs stored before --stats existed have no such key
+  const source = userStats ?? (cachedStatsMatch(cacheFile, meta) ? cacheFile : null);
+  const { G, X } = source ? readStats(source, layers, userStats !== null) : { G: new Map<string, Float32Array>(), X: new Map<string, Float32Array>() };
+  const cached = source !== null && G.size === layers.length && X.size === layers.length;
   let windows: Int32Array[] = [];
-  if (existsSync(statsFile) && statSync(statsFile).isFile()) {
-    // Reuse only a file made for this model and these calibration settings; anything else is recomputed.
-    let matches = false;
-    try {
-      const raw = SafetensorsFile.open(statsFile);
-      matches = stableJson(pick(raw.metadata, Object.keys(meta))) === stableJson(meta);
-      raw.close();
-    } catch {
-      matches = false;
-    }
-    if (matches) {
-      const f = LayerStatsFile.open(statsFile, layers, { G: true, X: true });
-      try {
-        for (const l of layers) {
-          const st = f.get(l.name);
-          G.set(l.name, st.G!);
-          X.set(l.name, st.X!);
-        }
-        cached = true;
-      } finally {
-        f.close();
-      }
-    }
-  }
   if (!cached) {
     windows = await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath: paths.tokenizerPath, vocabSize, seed: CALIBRATION_SEED });
-    log(`dense statistics: G and X of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
-    G = await denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('G', d, t) });
-    X = await denseX(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('X', d, t) });
-    writeStatsFile(statsFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
+    if (G.size < layers.length) {
+      log(`dense statistics: G of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
+      for (const [k, v] of await denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('G', d, t) })) G.set(k, v);
+    }
+    log(`dense statistics: X of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
+    for (const [k, v] of await denseX(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('X', d, t) })) X.set(k, v);
+    if (userStats === null) writeStatsFile(cacheFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
   }
+  const statsFile = userStats ?? cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
   const wl: WorkerLayer[] = layers.map((l) => ({
@@ -195,6 +178,38 @@ export async function prepareData(
     fault: opts.fault ?? null,
   };
   return { model, layers, pattern, tokens, windows, workerInit, statsFile, statsCached: cached, statsSeconds };
+}
+
+/** True when the cache file exists and was made for exactly these settings. */
+function cachedStatsMatch(file: string, meta: Record<string, string>): boolean {
+  if (!existsSync(file) || !statSync(file).isFile()) return false;
+  try {
+    const raw = SafetensorsFile.open(file);
+    try {
+      return stableJson(pick(raw.metadata, Object.keys(meta))) === stableJson(meta);
+    } finally {
+      raw.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** G and X from a statistics file checked against the model's layers; a user's file must hold G. */
+function readStats(file: string, layers: PrunableLayer[], needG: boolean): { G: Map<string, Float32Array>; X: Map<string, Float32Array> } {
+  const f = LayerStatsFile.open(file, layers, { G: needG, X: false });
+  const G = new Map<string, Float32Array>();
+  const X = new Map<string, Float32Array>();
+  try {
+    for (const l of layers) {
+      const st = f.get(l.name);
+      if (st.G) G.set(l.name, st.G);
+      if (st.X) X.set(l.name, st.X);
+    }
+  } finally {
+    f.close();
+  }
+  return { G, X };
 }
 
 function pick(o: Record<string, string>, keys: string[]): Record<string, string> {

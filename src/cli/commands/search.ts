@@ -1,4 +1,5 @@
 /** `symprune search`: evolve pruning metrics on a model, logging everything to SQLite. */
+import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { runSearch, faultFromEnv } from '../search-run.ts';
@@ -22,6 +23,7 @@ interface Args {
   seqlen?: number;
   data?: string;
   nsamples?: number;
+  stats?: string;
   'fitness-data'?: string;
   'seed-known'?: boolean;
   baselines?: string;
@@ -53,6 +55,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('seqlen', { type: 'number', describe: `tokens per window (default ${d.seqlen})` })
       .option('data', { type: 'string', describe: `calibration data for X and G (default ${d.calibData})` })
       .option('nsamples', { type: 'number', describe: `calibration windows (default ${d.nsamples})` })
+      .option('stats', { type: 'string', describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' })
       .option('fitness-data', { type: 'string', describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` })
       .option('seed-known', { type: 'boolean', describe: 'start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics' })
       .option('baselines', { type: 'string', describe: `comma-separated baselines to evaluate once, or none (default ${ALL_BASELINES.join(',')})` })
@@ -76,6 +79,7 @@ export const searchCommand: CommandModule<object, Args> = {
       seqlen: a.seqlen,
       calibData: a.data,
       nsamples: a.nsamples,
+      stats: a.stats === undefined ? undefined : resolve(a.stats),
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
       baselines: a.baselines === undefined ? undefined : a.baselines === 'none' || a.baselines === '' ? [] : a.baselines.split(',').map((s) => s.trim()),

@@ -3,7 +3,7 @@
  */
 import { InputError } from '../errors.ts';
 import { OPERATORS, TERMINALS, type DB } from './schema.ts';
-import { getRun, listRuns, type BaselineInput, type RunRow } from './store.ts';
+import { getRun, listRuns, type BaselineInput, type ProgressInput, type RunRow } from './store.ts';
 
 /** The run a report is about: the given id, or the only/latest run in the file. */
 export function pickRun(db: DB, path: string, id?: number): RunRow {
@@ -77,14 +77,8 @@ export function leaderboard(db: DB, run: number, k: number): RankedIndividual[] 
   }));
 }
 
-export interface CurvePoint {
-  step: number;
-  evaluations: number;
-  individuals: number;
-  best: number | null;
-  median: number | null;
-  elapsed: number;
-}
+/** One progress row, as the search wrote it. */
+export type CurvePoint = ProgressInput;
 
 export function curve(db: DB, run: number): CurvePoint[] {
   return db.prepare(`SELECT step, evaluations, individuals, best, median, elapsed FROM progress WHERE run = ? ORDER BY step`).all(run) as CurvePoint[];

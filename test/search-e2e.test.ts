@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
+import { structuredTokens } from './support/token-stream.ts';
 import { encodeModel } from '../src/onnx/proto.ts';
 import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { EvalPool, shared } from '../src/eval/pool.ts';
@@ -24,21 +25,10 @@ const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
 const model = buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2));
 
-/** Token stream with some structure (each id mostly follows from the previous one). */
-function tokens(n: number, seed: number): Uint16Array {
-  const a = new Uint16Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    a[i] = i % 7 === 0 ? (x >> 8) % 64 : (a[i - 1]! * 3 + 1) % 64;
-  }
-  return a;
-}
-
 const ready = (async () => {
   await saveModel(model, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'fit.bin'), tokens(8192, 1));
-  writeFileSync(join(dir, 'calib.bin'), tokens(4096, 2));
+  writeFileSync(join(dir, 'fit.bin'), structuredTokens(8192, 1));
+  writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
 })();
 
 const base = ['--model', dir, '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--seed', '5'];
@@ -252,7 +242,7 @@ test('pool: a worker stuck outside onnxruntime is terminated at the hard limit a
   mb.set(bytes);
   const init: WorkerInit = {
     model: mb,
-    tokens: shared(Int32Array.from(tokens(2048, 3))),
+    tokens: shared(Int32Array.from(structuredTokens(2048, 3))),
     seqlen: 32,
     sparsity: 0.5,
     pattern: { kind: 'unstructured' },

@@ -12,19 +12,10 @@ import Database from 'better-sqlite3';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
+import { structuredTokens } from './support/token-stream.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-stats-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
-
-function tokens(n: number, seed: number): Uint16Array {
-  const a = new Uint16Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    a[i] = i % 5 === 0 ? (x >> 8) % 64 : (a[i - 1]! * 7 + 3) % 64;
-  }
-  return a;
-}
 
 function cli(args: string[]) {
   return spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8' });
@@ -44,8 +35,8 @@ test('search --stats: a stats file from `symprune stats` gives the run its own s
   await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 3, 0.2)), join(modelDir, 'model.onnx'));
   const other = { ...cfg, dim: 48, ffn: 96 };
   await saveModel(buildLlama(other, initLlamaWeights(other, 4, 0.2)), join(dir, 'other', 'model.onnx'));
-  writeFileSync(join(dir, 'fit.bin'), tokens(4096, 1));
-  writeFileSync(join(dir, 'calib.bin'), tokens(2048, 2));
+  writeFileSync(join(dir, 'fit.bin'), structuredTokens(4096, 1));
+  writeFileSync(join(dir, 'calib.bin'), structuredTokens(2048, 2));
   const calib = ['--data', join(dir, 'calib.bin'), '--nsamples', '4', '--seqlen', '32'];
 
   const stats = join(dir, 'tiny.stats.safetensors');

@@ -257,21 +257,8 @@ async function evolve(store: RunStore, s: SearchSettings, ev: CandidateEvaluator
   const deps: GpDeps = {
     evaluate: async (batch) => (await ev.evaluate(batch, engine.state.step + 1)).map((r) => (r.invalid ? { fitness: r.fitness, invalid: r.invalid } : r.fitness)),
     fingerprint: (tree, meta) => ev.fingerprint(tree, meta, engine.state.step + 1),
-    onIndividual: (r: IndividualRecord) =>
-      ev.record({
-        id: r.id,
-        tree: r.tree,
-        infix: r.infix,
-        canonical: r.canonical,
-        hash: r.hash,
-        fingerprint: r.fingerprint,
-        parents: r.parents,
-        origin: r.origin,
-        step: r.step,
-        fitness: r.fitness,
-        invalid: r.invalid,
-        sharedWith: r.sharedWith,
-      }),
+    // The engine's record carries every field the store needs (and some it ignores).
+    onIndividual: (r: IndividualRecord) => ev.record(r),
   };
   const ckpt = store.latestCheckpoint<string>();
   engine = ckpt

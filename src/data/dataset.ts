@@ -76,3 +76,20 @@ export function checkVocab(ids: Int32Array, vocabSize: number, name: string): vo
     }
   }
 }
+
+/**
+ * Raw text of a text source (`brown:<split>` or a `.txt` file), e.g. to fit a tokenizer on.
+ * `what` names the input in errors (a flag or a config field).
+ */
+export function loadText(spec: string, what: string): string {
+  if (spec.startsWith('brown:')) {
+    const split = spec.slice('brown:'.length);
+    if (!isSplitName(split)) throw new InputError(`${what} ${spec}: unknown Brown split (use ${SPLITS.map((s) => `brown:${s}`).join(', ')})`);
+    return splitText(split);
+  }
+  if (!spec.toLowerCase().endsWith('.txt')) throw new InputError(`${what} ${spec}: text is needed here, brown:<split> or a .txt file (token ids cannot train a tokenizer)`);
+  if (!existsSync(spec) || statSync(spec).isDirectory()) throw new InputError(`${what} ${spec}: file not found`);
+  const text = readFileSync(spec, 'utf8');
+  if (text.length === 0) throw new InputError(`${what} ${spec}: the file is empty`);
+  return text;
+}

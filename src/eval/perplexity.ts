@@ -23,7 +23,7 @@
  */
 import { InputError } from '../errors.ts';
 import { DataType, type ModelProto } from '../onnx/proto.ts';
-import { node, valueInfo } from '../onnx/graph-build.ts';
+import { modelOpset, node, valueInfo } from '../onnx/graph-build.ts';
 import { cloneModel, findValueInfo, indexGraph, initializersToInputs, valueInfoDims } from '../onnx/graph-edit.ts';
 import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
 import { createSession, ort } from '../onnx/session.ts';
@@ -80,11 +80,6 @@ interface FeedSet {
   batch: number;
   ids: BigInt64Array | Int32Array;
   feeds: Record<string, ort.Tensor>;
-}
-
-function opsetOf(model: ModelProto): number {
-  const imp = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
-  return imp ? Number(imp.version) : 17;
 }
 
 export class PerplexityEvaluator {
@@ -168,7 +163,7 @@ export class PerplexityEvaluator {
       replaceable.set(replaceNames[i]!, { dims, dataType: t.dataType!, numel, dense });
     });
 
-    const mode = opts.logSoftmax ?? (opsetOf(model) >= 13 ? 'onnx' : 'js');
+    const mode = opts.logSoftmax ?? (modelOpset(model, 17) >= 13 ? 'onnx' : 'js');
     const graph = m.graph!;
     if (mode === 'onnx') {
       appendNll(m, logitsType);

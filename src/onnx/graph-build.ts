@@ -58,4 +58,10 @@ export function makeModel(graph: GraphProto, opset = 17): ModelProto {
   });
 }
 
+/** The model's version of the default ONNX domain, or `fallback` when it declares none. */
+export function modelOpset(model: ModelProto, fallback: number): number {
+  const imp = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  return imp ? Number(imp.version) : fallback;
+}
+
 export { DataType };

@@ -147,3 +147,19 @@ export function tensorToInts(t: TensorProto): number[] {
 export function tensorDims(t: TensorProto): Dims {
   return dimsOf(t);
 }
+
+/** Cache-blocked transpose of a row-major [rows, cols] matrix into `out` ([cols, rows]). */
+export function transposeInto(src: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = src[base + c]!;
+      }
+    }
+  }
+  return out;
+}

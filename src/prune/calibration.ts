@@ -9,7 +9,7 @@
  */
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
-import { node } from '../onnx/graph-build.ts';
+import { modelOpset, node } from '../onnx/graph-build.ts';
 import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
 import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
@@ -45,11 +45,6 @@ export interface Instrumented {
 }
 
 const PREFIX = 'symprune_calib';
-
-function defaultOpset(model: ModelProto): number {
-  const imp = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
-  return imp ? Number(imp.version) : 17;
-}
 
 /** Every tensor name a node reads, including outer-scope names used in its subgraphs. */
 function nodeInputs(n: NodeProto, into: Set<string>): void {
@@ -115,7 +110,7 @@ export function instrumentModel(model: ModelProto, layers: CalibrationLayer[], o
   const wantSq = opts.sumSquares ?? true;
   const wantGram = opts.gram ?? false;
   if (!wantSq && !wantGram) throw new Error('instrumentModel: nothing requested');
-  const opset = defaultOpset(model);
+  const opset = modelOpset(model, 17);
   const byInput = new Map<string, InstrumentedInput>();
   for (const l of layers) {
     const have = byInput.get(l.input);

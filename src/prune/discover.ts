@@ -9,7 +9,7 @@
  */
 import { DataType, type ModelProto, type NodeProto, type TensorProto } from '../onnx/proto.ts';
 import { getAttr } from '../onnx/graph-build.ts';
-import { float32ToBytes, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
+import { float32ToBytes, tensorDims, tensorToFloat32, transposeInto } from '../onnx/tensor.ts';
 import { findInitializer, indexGraph } from '../onnx/graph-edit.ts';
 
 export interface PrunableLayer {
@@ -137,22 +137,6 @@ export function discoverLayers(model: ModelProto, opts: DiscoverOptions = {}): P
     });
   }
   return layers;
-}
-
-/** Cache-blocked transpose of a row-major [rows, cols] matrix into `out` ([cols, rows]). */
-export function transposeInto(src: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
-  const T = 64;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(rows, r0 + T);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = src[base + c]!;
-      }
-    }
-  }
-  return out;
 }
 
 function layerTensor(model: ModelProto, layer: PrunableLayer): TensorProto {

@@ -150,15 +150,6 @@ export function applyMask(weight: Float32Array, mask: Uint8Array, out: Float32Ar
   return pruned;
 }
 
-/** [rows, cols] -> [cols, rows], e.g. PyTorch layout to a MatMul B initializer. */
-export function transpose(src: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(rows * cols)): Float32Array {
-  for (let r = 0; r < rows; r++) {
-    const ro = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = src[ro + c]!;
-  }
-  return out;
-}
-
 export interface SparsityStats {
   pruned: number;
   total: number;

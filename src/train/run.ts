@@ -4,12 +4,11 @@
  * the output folder. The card carries the final test perplexity and, as the yardstick,
  * the perplexity of an add-one-smoothed unigram model of the same tokenizer.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { trainBpe, saveTokenizerJson } from '../data/bpe-train.ts';
-import { isSplitName, splitText } from '../data/splits.ts';
-import { loadTokens } from '../data/dataset.ts';
+import { loadText, loadTokens } from '../data/dataset.ts';
 import { buildLlama } from '../onnx/llama-builder.ts';
 import { llamaParamCount } from '../onnx/llama-config.ts';
 import { saveModel } from '../onnx/model-io.ts';
@@ -53,20 +52,6 @@ export interface TrainCard {
   pplRatio: number;
 }
 
-/** Raw text of a training source, for fitting the tokenizer. */
-function trainingText(spec: string): string {
-  if (spec.startsWith('brown:')) {
-    const split = spec.slice(6);
-    if (!isSplitName(split)) throw new InputError(`data source ${spec}: unknown Brown split`);
-    return splitText(split);
-  }
-  if (spec.endsWith('.txt')) {
-    if (!existsSync(spec)) throw new InputError(`data file not found: ${spec}`);
-    return readFileSync(spec, 'utf8');
-  }
-  throw new InputError(`data source ${spec} holds token ids; give tokenizer.path in the config instead of training a tokenizer on it`);
-}
-
 /** Train (or resume) per the config; writes model.onnx, tokenizer.json, card.json into outDir when done. */
 export async function runTraining(cfg: TrainConfig, outDir: string, opts: RunOptions = {}): Promise<TrainCard | null> {
   const log = opts.log ?? (() => {});
@@ -78,7 +63,7 @@ export async function runTraining(cfg: TrainConfig, outDir: string, opts: RunOpt
     if (resolve(cfg.tokenizer.path) !== resolve(tokPath)) copyFileSync(cfg.tokenizer.path, tokPath);
   } else if (!(opts.resume && existsSync(tokPath))) {
     log(`training a byte-level BPE tokenizer (${cfg.tokenizer.vocabSize} tokens) on ${cfg.data.train}`);
-    const bpe = trainBpe(trainingText(cfg.data.train), { vocabSize: cfg.tokenizer.vocabSize });
+    const bpe = trainBpe(loadText(cfg.data.train, 'data.train'), { vocabSize: cfg.tokenizer.vocabSize });
     saveTokenizerJson(bpe, `${tokPath}.tmp`);
     renameSync(`${tokPath}.tmp`, tokPath);
   }

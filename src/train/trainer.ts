@@ -13,7 +13,7 @@ import { initLlamaWeights, llamaWeightSpecs, type LlamaWeights, type WeightSpec 
 import { appendLoss } from '../onnx/loss.ts';
 import { buildGradientGraph, gradName } from '../onnx/autodiff/grad-graph.ts';
 import { createSession, ort } from '../onnx/session.ts';
-import { tensorToFloat32 } from '../onnx/tensor.ts';
+import { tensorToFloat32, transposeInto } from '../onnx/tensor.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { PerplexityEvaluator } from '../eval/perplexity.ts';
 import { adamwUpdate, globalNorm, type AdamWSlot } from './adamw.ts';
@@ -75,18 +75,12 @@ export interface TrainResult {
   history: TrainHistory;
 }
 
-function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
-  return out;
-}
-
 /** Weights in the graph's stored layout ([in, out] for linear layers) -> PyTorch layout. */
 export function storedToPytorch(specs: WeightSpec[], stored: Map<string, Float32Array>): LlamaWeights {
   const w: LlamaWeights = new Map();
   for (const s of specs) {
     const d = stored.get(s.name)!;
-    w.set(s.name, s.kind === 'linear' ? transpose(d, s.shape[1]!, s.shape[0]) : Float32Array.from(d));
+    w.set(s.name, s.kind === 'linear' ? transposeInto(d, s.shape[1]!, s.shape[0]!) : Float32Array.from(d));
   }
   return w;
 }

@@ -2,11 +2,11 @@
  * `symprune tokenizer train`: fit a byte-level BPE tokenizer (GPT-2 style) on Brown's
  * train split or a text file and write it as a Hugging Face tokenizer.json.
  */
-import { existsSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { renameSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { encodeWithMerges, saveTokenizerJson, trainBpe } from '../../data/bpe-train.ts';
-import { isSplitName, splitText, SPLITS } from '../../data/splits.ts';
+import { loadText } from '../../data/dataset.ts';
 import { progress } from '../progress.ts';
 
 interface TrainArgs {
@@ -14,19 +14,6 @@ interface TrainArgs {
   out: string;
   data: string;
   json?: boolean;
-}
-
-function trainingText(spec: string): string {
-  if (spec.startsWith('brown:')) {
-    const split = spec.slice('brown:'.length);
-    if (!isSplitName(split)) throw new InputError(`--data ${spec}: unknown Brown split (use ${SPLITS.map((s) => `brown:${s}`).join(', ')})`);
-    return splitText(split);
-  }
-  if (!spec.toLowerCase().endsWith('.txt')) throw new InputError(`--data ${spec}: train a tokenizer on brown:<split> or a .txt file`);
-  if (!existsSync(spec) || statSync(spec).isDirectory()) throw new InputError(`--data ${spec}: file not found`);
-  const text = readFileSync(spec, 'utf8');
-  if (text.length === 0) throw new InputError(`--data ${spec}: the file is empty`);
-  return text;
 }
 
 const trainSub: CommandModule<object, TrainArgs> = {
@@ -40,7 +27,7 @@ const trainSub: CommandModule<object, TrainArgs> = {
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
   handler: (a) => {
     if (!Number.isInteger(a.vocab) || a.vocab < 257) throw new InputError(`--vocab ${a.vocab}: must be an integer of at least 257`);
-    const text = trainingText(a.data);
+    const text = loadText(a.data, '--data');
     const t0 = performance.now();
     const bar = progress('merges', a.vocab);
     let model;

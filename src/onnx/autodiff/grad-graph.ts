@@ -5,7 +5,7 @@
  * shape (read off one probe run), which keeps every backward node static and cheap.
  */
 import { DataType, onnx, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../proto.ts';
-import { valueInfo } from '../graph-build.ts';
+import { modelOpset, valueInfo } from '../graph-build.ts';
 import { numel } from '../tensor.ts';
 import type { ort } from '../session.ts';
 import { InputError, check } from '../../errors.ts';
@@ -51,11 +51,6 @@ const RANDOM = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'Ra
 /** Op types with a gradient rule (plus those that carry no gradient at all). */
 export function supportedGradientOps(): { differentiable: string[]; noGradient: string[] } {
   return { differentiable: Object.keys(RULES).sort(), noGradient: [...NO_GRADIENT].filter((o) => !o.includes('_')).sort() };
-}
-
-function defaultOpset(model: ModelProto): number {
-  const o = (model.opsetImport ?? []).find((x) => !x.domain || x.domain === 'ai.onnx');
-  return o ? Number(o.version) : 1;
 }
 
 /** Nodes in dependency order (ONNX requires it, but be lenient with hand-made graphs). */
@@ -105,7 +100,7 @@ export async function buildGradientGraph(model: ModelProto, opts: GradientOption
 /** Emit the gradient graph from already-probed tensor shapes. */
 export function emitGradientGraph(model: ModelProto, probed: Map<string, TensorInfo>, opts: GradientOptions): ModelProto {
   const graph = model.graph!;
-  let opset = defaultOpset(model);
+  let opset = modelOpset(model, 1);
   check(opset >= 13, `gradient: models with opset ${opset} are not supported (need opset >= 13)`);
   const infos = new Map(probed);
   const inits = new Map<string, TensorProto>((graph.initializer ?? []).map((t) => [t.name!, t]));

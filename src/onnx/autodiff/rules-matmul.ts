@@ -6,7 +6,7 @@
 import type { NodeProto } from '../proto.ts';
 import { getAttr } from '../graph-build.ts';
 import { numel } from '../tensor.ts';
-import type { GradContext, GradRule } from './context.ts';
+import type { GradRule } from './context.ts';
 
 const ins = (n: NodeProto): string[] => n.input ?? [];
 const out0 = (n: NodeProto): string => n.output![0]!;

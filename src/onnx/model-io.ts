@@ -45,7 +45,7 @@ function externalEntries(t: TensorProto): { location: string; offset: number; le
 }
 
 /** Read `length` bytes at `offset` through a file handle, in chunks. */
-async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Uint8Array> {
+export async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {
@@ -56,7 +56,7 @@ async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promi
   return out;
 }
 
-async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
+export async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await fh.write(data, done, Math.min(IO_CHUNK, data.length - done), position + done);

@@ -10,8 +10,8 @@
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
 import { modelOpset, node } from '../onnx/graph-build.ts';
-import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
-import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
+import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
+import { createSession, ort, tensorFeed, type SessionOptions } from '../onnx/session.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
 
@@ -197,25 +197,7 @@ export function initializerFeeds(model: ModelProto, names: Iterable<string>): Ma
   for (const name of names) {
     const t = byName.get(name);
     if (!t) throw new Error(`initializerFeeds: no initializer ${name}`);
-    const dims = tensorDims(t);
-    const n = dims.reduce((a, d) => a * d, 1);
-    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
-    if (t.dataType === DataType.FLOAT) {
-      const data = raw && raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : tensorToFloat32(t);
-      feeds.set(name, new ort.Tensor('float32', data, dims));
-    } else if (t.dataType === DataType.FLOAT16 && raw) {
-      const data = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice(0, 2 * n).buffer);
-      feeds.set(name, new ort.Tensor('float16', data, dims));
-    } else {
-      const f = tensorToFloat32(t);
-      if (t.dataType === DataType.FLOAT16) {
-        const half = new Uint16Array(n);
-        for (let i = 0; i < n; i++) half[i] = floatToHalf(f[i]!);
-        feeds.set(name, new ort.Tensor('float16', half, dims));
-      } else {
-        feeds.set(name, new ort.Tensor('float32', f, dims));
-      }
-    }
+    feeds.set(name, tensorFeed(t));
   }
   return feeds;
 }

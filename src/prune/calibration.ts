@@ -12,6 +12,7 @@ import { DataType, type GraphProto, type ModelProto, type NodeProto, type Tensor
 import { modelOpset, node } from '../onnx/graph-build.ts';
 import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
 import { createSession, ort, tensorFeed, type SessionOptions } from '../onnx/session.ts';
+import { windowFeeds } from '../onnx/segment-stream.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
 
@@ -159,30 +160,8 @@ export function instrumentModel(model: ModelProto, layers: CalibrationLayer[], o
   return { model: pruneGraphToOutputs(model, outputs, nodes, inits), inputs: [...byInput.values()] };
 }
 
-/** Feeds for a batch of token windows: input_ids, and attention_mask / position_ids when the model takes them. */
-export function tokenFeeds(model: ModelProto, windows: Int32Array[]): Record<string, ort.Tensor> {
-  const b = windows.length;
-  const t = windows[0]!.length;
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const v of model.graph?.input ?? []) {
-    const name = v.name!;
-    const elem = v.type?.tensorType?.elemType ?? DataType.INT64;
-    const make = (fill: (i: number, j: number) => number): ort.Tensor => {
-      if (elem === DataType.INT32) {
-        const a = new Int32Array(b * t);
-        for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = fill(i, j);
-        return new ort.Tensor('int32', a, [b, t]);
-      }
-      const a = new BigInt64Array(b * t);
-      for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = BigInt(fill(i, j));
-      return new ort.Tensor('int64', a, [b, t]);
-    };
-    if (name === 'input_ids') feeds[name] = make((i, j) => windows[i]![j]!);
-    else if (name === 'attention_mask') feeds[name] = make(() => 1);
-    else if (name === 'position_ids') feeds[name] = make((_, j) => j);
-  }
-  return feeds;
-}
+/** Feeds for a batch of token windows (input_ids, and attention_mask / position_ids when the model takes them). */
+export const tokenFeeds = windowFeeds;
 
 /**
  * Session feeds holding the current data of initializers, in their stored layout and

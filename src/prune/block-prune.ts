@@ -28,6 +28,8 @@ export interface BlockPruneOptions extends StreamOptions {
   layers: PrunableLayer[];
   /** Calibration windows; when absent, nothing runs and `stats` gives every statistic. */
   windows?: Int32Array[];
+  /** Sparsity of a decoder block when it is not spec.sparsity (layer-wise allocation). */
+  blockSparsity?: ReadonlyMap<number, number>;
   /** Statistics not measured here (G, or X from a file). */
   stats: (layer: PrunableLayer) => LayerStats;
   /** Receives each block's pruned tensors (after they were written into them). */
@@ -103,7 +105,8 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
       await timed('prune', () => {
         const st = o.stats(layer);
         const w = readLayerWeight(view, layer);
-        reports.push(pruneLayerWeight(o.method, o.spec, layer, w, { X: collected?.X.get(layer.name) ?? st.X, G: st.G, gram: collected?.gram.get(layer.name) ?? null }, scratch));
+        const spec = { ...o.spec, sparsity: o.blockSparsity?.get(layer.block) ?? o.spec.sparsity };
+        reports.push(pruneLayerWeight(o.method, spec, layer, w, { X: collected?.X.get(layer.name) ?? st.X, G: st.G, gram: collected?.gram.get(layer.name) ?? null }, scratch));
         writeLayerWeight(view, layer, w);
       });
       progress('prune', ++done, o.layers.length);

@@ -24,6 +24,8 @@ import type { PruneMethod } from './baselines.ts';
 import { pruneBlocks, type CalibrationMode } from './block-prune.ts';
 import type { LayerReport } from './prune-layer.ts';
 import { patternName, type MaskSpec, type Pattern } from './score.ts';
+import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
+import { readLayerWeight } from './discover.ts';
 
 export type { CalibrationMode } from './block-prune.ts';
 export type { LayerReport } from './prune-layer.ts';
@@ -50,6 +52,10 @@ export interface PruneModelOptions {
   device?: Device;
   /** Sequences per calibration run (default 8). */
   batchSize?: number;
+  /** Layer-wise sparsity (default uniform); OWL reads dense X and weights before pruning. */
+  allocation?: Allocation;
+  /** Sparsity per decoder block, given outright (e.g. a searched allocation); wins over `allocation`. */
+  blockSparsity?: Map<number, number>;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -61,6 +67,8 @@ export interface PruneResult {
   calibration: CalibrationMode;
   nsamples: number;
   seqlen: number;
+  /** How the sparsity was spread over the blocks, and each block's sparsity (uniform: empty). */
+  allocation: { name: string; blocks: Array<{ block: number; sparsity: number; outlierRatio?: number }> };
   layers: LayerReport[];
   overall: { pruned: number; total: number; sparsity: number };
   seconds: { gradients: number; calibration: number; prune: number; total: number };
@@ -128,6 +136,27 @@ async function gradientsFor(model: ModelProto | null, layers: PrunableLayer[], o
 }
 
 /**
+ * The sparsity of each decoder block under opts.allocation / opts.blockSparsity
+ * (uniform: empty map). OWL reads every layer's dense weights and X, so it needs the
+ * model in memory.
+ */
+async function blockAllocation(model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<{ sparsity: Map<number, number>; report: PruneResult['allocation'] }> {
+  const pattern = opts.pattern;
+  const given = opts.blockSparsity;
+  const a = opts.allocation ?? { kind: 'uniform' };
+  if ((given || a.kind !== 'uniform') && pattern.kind === 'nm') throw new InputError(`layer-wise allocation needs unstructured sparsity (pattern ${patternName(pattern)} fixes every block at 50%)`);
+  if (given) return { sparsity: given, report: { name: 'given', blocks: [...given].map(([block, sparsity]) => ({ block, sparsity })) } };
+  if (a.kind === 'uniform') return { sparsity: new Map(), report: { name: 'uniform', blocks: [] } };
+  if (!model) throw new InputError(`--allocation ${allocationName(a)} reads every layer's dense weights at once: it needs a model that fits in memory`);
+  // OWL reads the dense model's X, whatever the calibration mode; given statistics are dense.
+  const X = opts.stats?.has.X
+    ? null
+    : await denseX(model, layers, requireWindows(opts.windows, 'OWL allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
+  const r = owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, { sparsity: opts.sparsity, m: a.m, lambda: a.lambda });
+  return { sparsity: r.sparsity, report: { name: allocationName(a), blocks: r.blocks.map((b, i) => ({ block: b, sparsity: r.sparsity.get(b)!, outlierRatio: r.ratios[i]! })) } };
+}
+
+/**
  * Prune `model` in place with `opts.method`. Returns what was done, per layer and
  * overall; the caller writes the model and the report.
  */
@@ -150,6 +179,7 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
   const tg = performance.now();
   const gradients = await gradientsFor(inMemory, layers, opts);
   const gradSeconds = gradients ? (performance.now() - tg) / 1000 : 0;
+  const alloc = await blockAllocation(inMemory, layers, opts);
   const calibrate = calibrates(method, mode, opts.stats);
   const stats = (l: PrunableLayer): LayerStats => {
     const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
@@ -162,6 +192,7 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
     layers,
     windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
     stats,
+    blockSparsity: alloc.sparsity,
     threads: opts.threads,
     device: opts.device,
     batchSize: opts.batchSize,
@@ -175,6 +206,7 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
     label: method.label,
     sparsity: spec.sparsity,
     pattern: patternName(opts.pattern),
+    allocation: alloc.report,
     calibration: mode,
     nsamples: opts.windows?.length ?? 0,
     seqlen: opts.windows?.[0]?.length ?? 0,

@@ -39,7 +39,7 @@ export const INDIVIDUALS: Ind[] = [
   { id: 5, infix: 'add(mul(sqrt(X),W),mul(G,W))', parents: [2, 3], origin: 'crossover', step: 3, fp: 'fpA', sharedWith: 4 },
   { id: 6, infix: 'exp(neg(abs(W)))', parents: [1], origin: 'mutation-point', step: 3, fp: null, invalid: 'constant: scores do not vary within any row on probe data' },
   { id: 7, infix: XSS_METRIC, parents: [4], origin: 'mutation-subtree', step: 3, fp: 'fpB', short: 137.5, full: 138 },
-  { id: 8, infix: 'sqr(W)', parents: [4, 7], origin: 'crossover', step: 3, fp: 'fp8', failed: true },
+  { id: 8, infix: 'sqr(W)', parents: [4, 7], origin: 'crossover', step: 3, fp: 'fp8', failed: true, invalid: 'evaluation failed' },
 ];
 
 const SHORT_TOKENS = 1000;
@@ -81,7 +81,6 @@ export function makeFixture(path: string): void {
     }
     if (i.failed) {
       store.addEvaluation({ individual: i.id, fidelity: 'short', tokens: SHORT_TOKENS, ppl: null, seconds: 1, worker: 1, status: 'error', error: XSS_ERROR });
-      store.markInvalid(i.id, 'evaluation failed');
     }
     if (i.full !== undefined) store.setFitness(i.id, i.full, 'full');
     else if (i.short !== undefined) store.setFitness(i.id, i.short + 1, 'short'); // an estimate above the best full one

@@ -87,7 +87,7 @@ function runSummary(db: DB, r: RunRow): RunSummary {
   };
 }
 
-/** The step count `search` sets itself (src/cli/search-run.ts): initial population, then the iterations or generations, in batches. */
+/** The step count `search` sets itself (src/search/evolve.ts): initial population, then the iterations or generations, in batches. */
 function totalSteps(c: Record<string, unknown>): number | null {
   const pop = Number(c.population);
   const batch = Number(c.batch);

@@ -10,7 +10,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../errors.ts';
 import { DataType, encodeModel, onnx, type ModelProto, type TensorProto } from './proto.ts';
-import { externalEntries, readAt, readModelFile, writeAll } from './model-io.ts';
+import { externalEntries, readAt, readModelFile, resolveExternalData, writeAll } from './model-io.ts';
 import { tensorDims } from './tensor.ts';
 
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
@@ -43,6 +43,14 @@ export function modelWeightBytes(model: ModelProto): number {
   return (model.graph?.initializer ?? []).reduce((a, t) => a + storedBytes(t), 0);
 }
 
+/**
+ * Memory a whole-model session needs, roughly: the weights as loaded plus onnxruntime's
+ * own copy (prepacked MatMul weights); float16 models are computed in their type.
+ */
+export function wholeModelBytes(source: WeightSource): number {
+  return 2 * modelWeightBytes(source.model);
+}
+
 /** A source over a model whose tensors are all in memory. */
 export function memorySource(model: ModelProto): WeightSource {
   const byName = new Map((model.graph?.initializer ?? []).map((t) => [t.name!, t]));
@@ -69,6 +77,12 @@ export class OnnxFileSource implements WeightSource {
   static async open(file: string): Promise<OnnxFileSource> {
     const model = await readModelFile(file);
     return new OnnxFileSource(model, path.dirname(path.resolve(file)));
+  }
+
+  /** Read every external tensor into the model (it is then all in memory) and return it. */
+  async loadAll(): Promise<ModelProto> {
+    await resolveExternalData(this.model, this.baseDir);
+    return this.model;
   }
 
   /** Whether any initializer lives in external data. */

@@ -4,6 +4,7 @@
  * metric has its yardsticks measured on the same model, data and machine.
  * G (and, one-shot, X) is computed once on the dense model and shared by the methods.
  */
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadModel } from '../../onnx/model-io.ts';
@@ -18,7 +19,7 @@ import { parsePattern } from '../../prune/score.ts';
 import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   sparsity: number;
   pattern: string;
@@ -56,7 +57,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    allocationFlags(y)
+    deviceFlags(allocationFlags(y))
       .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
@@ -69,6 +70,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     const t0 = performance.now();
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);

@@ -6,12 +6,13 @@
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModel } from '../../onnx/model-io.ts';
+import { modelPerplexity, sourceVocabSize } from '../../eval/perplexity-stream.ts';
+import { OnnxFileSource } from '../../onnx/weight-source.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { resolveModel } from '../model-path.ts';
-import { progress } from '../progress.ts';
+import { progress, type Progress } from '../progress.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   data: string;
   tokenizer?: string;
@@ -28,7 +29,7 @@ export const evalCommand: CommandModule<object, Args> = {
   command: 'eval',
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
-    y
+    deviceFlags(y)
       .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
@@ -41,26 +42,36 @@ export const evalCommand: CommandModule<object, Args> = {
     if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
     if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
     if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
+    const { maxMemory } = applyDeviceFlags(a);
     const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
-    const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
-    const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: evaluator.vocabSize });
-    const windows = Math.floor(Math.min(tokens.length, a.maxTokens ?? Infinity) / a.seqlen);
-    const bar = progress('eval windows', windows);
+    const source = await OnnxFileSource.open(modelPath);
     let r;
     try {
-      r = await evaluator.evaluate(tokens, { seqlen: a.seqlen, maxTokens: a.maxTokens, batchSize: a.batchSize, onProgress: (d) => bar.update(d) });
-    } catch (e) {
-      if (e instanceof InputError) throw new InputError(`--data ${a.data}: ${e.message}`);
-      throw e;
+      const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: sourceVocabSize(source) || undefined });
+      let bar: Progress | null = null;
+      try {
+        r = await modelPerplexity(source, tokens, {
+          seqlen: a.seqlen,
+          maxTokens: a.maxTokens,
+          batchSize: a.batchSize,
+          threads: a.threads,
+          maxMemory,
+          loadAll: () => source.loadAll(),
+          onProgress: (d, n) => (bar ??= progress('eval', n)).update(d),
+        });
+      } catch (e) {
+        if (e instanceof InputError) throw new InputError(`--data ${a.data}: ${e.message}`);
+        throw e;
+      } finally {
+        (bar as Progress | null)?.done();
+      }
     } finally {
-      bar.done();
-      await evaluator.release();
+      await source.close();
     }
     if (a.json) {
-      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data }) + '\n');
+      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, streamed: r.streamed, model: modelPath, data: a.data }) + '\n');
     } else {
-      process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s)\n`);
+      process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s${r.streamed ? ', block by block' : ''})\n`);
     }
   },
 };

@@ -8,21 +8,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel, saveModel } from '../../onnx/model-io.ts';
+import { OnnxFileSource } from '../../onnx/weight-source.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
+import { pruneModelFile } from '../../prune/prune-file.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
+import { fileOrModelPerplexity } from '../../eval/perplexity-stream.ts';
 import { resolveModel } from '../model-path.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
+import { prunableLayers, type CalibrationMode } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   metric?: string;
   method?: string;
@@ -98,16 +100,15 @@ export function checkCalibrationMode(mode: string): CalibrationMode {
   return mode;
 }
 
-/** Perplexity of an in-memory model on brown:test (or another spec; tokens may be preloaded). */
+/** Perplexity on brown:test (or another spec; tokens may be preloaded) of a model in memory or a model file, block by block when it exceeds maxMemory. */
 export async function evaluateModel(
-  model: ModelProto,
-  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number },
+  model: ModelProto | string,
+  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number; maxMemory?: number },
 ): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
   const data = opts.data ?? 'brown:test';
-  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize: modelVocabSize(model) }));
-  const ev = await PerplexityEvaluator.create(model, { threads: opts.threads });
-  const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens });
-  await (ev as unknown as { release?: () => Promise<void> }).release?.();
+  const vocabSize = typeof model === 'string' ? undefined : modelVocabSize(model);
+  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize }));
+  const r = await fileOrModelPerplexity(model, tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, threads: opts.threads, maxMemory: opts.maxMemory ?? Infinity });
   return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
 }
 
@@ -115,7 +116,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    allocationFlags(y)
+    deviceFlags(allocationFlags(y))
       .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
       .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
@@ -140,10 +141,12 @@ export const pruneCommand: CommandModule<object, Args> = {
     const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
+    const { maxMemory } = applyDeviceFlags(a);
     const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
     const outDir = checkOutDir(a.out, modelPath, dir);
 
-    const model = await loadModel(modelPath);
+    const source = await OnnxFileSource.open(modelPath);
+    const model = source.model;
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -157,7 +160,9 @@ export const pruneCommand: CommandModule<object, Args> = {
         : undefined;
       let bar: ReturnType<typeof progress> | null = null;
       let stage = '';
-      const result = await pruneModel(model, {
+      const outFile = path.join(outDir, 'model.onnx');
+      const { result, externalDataFile, streamed } = await pruneModelFile(source, outFile, {
+        maxMemory,
         method,
         sparsity: a.sparsity,
         pattern,
@@ -178,9 +183,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       });
       (bar as ReturnType<typeof progress> | null)?.done();
 
-      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      fs.mkdirSync(outDir, { recursive: true });
-      const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
+      const evalResult = a.eval ? await evaluateModel(streamed ? outFile : model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads, maxMemory }) : null;
       if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
       const report = buildPruneReport(
         {
@@ -192,7 +195,7 @@ export const pruneCommand: CommandModule<object, Args> = {
           statsFile: a.stats ?? null,
           eval: evalResult,
           seconds: (performance.now() - t0) / 1000,
-          externalData: saved.externalDataFile ? path.basename(saved.externalDataFile) : null,
+          externalData: externalDataFile ? path.basename(externalDataFile) : null,
         },
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
@@ -209,6 +212,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       }
     } finally {
       stats?.close();
+      await source.close();
     }
   },
 };

@@ -10,8 +10,9 @@
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
 import { modelOpset, node } from '../onnx/graph-build.ts';
-import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
-import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
+import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
+import { createSession, ort, tensorFeed, type SessionOptions } from '../onnx/session.ts';
+import { windowFeeds } from '../onnx/segment-stream.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
 
@@ -159,30 +160,8 @@ export function instrumentModel(model: ModelProto, layers: CalibrationLayer[], o
   return { model: pruneGraphToOutputs(model, outputs, nodes, inits), inputs: [...byInput.values()] };
 }
 
-/** Feeds for a batch of token windows: input_ids, and attention_mask / position_ids when the model takes them. */
-export function tokenFeeds(model: ModelProto, windows: Int32Array[]): Record<string, ort.Tensor> {
-  const b = windows.length;
-  const t = windows[0]!.length;
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const v of model.graph?.input ?? []) {
-    const name = v.name!;
-    const elem = v.type?.tensorType?.elemType ?? DataType.INT64;
-    const make = (fill: (i: number, j: number) => number): ort.Tensor => {
-      if (elem === DataType.INT32) {
-        const a = new Int32Array(b * t);
-        for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = fill(i, j);
-        return new ort.Tensor('int32', a, [b, t]);
-      }
-      const a = new BigInt64Array(b * t);
-      for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = BigInt(fill(i, j));
-      return new ort.Tensor('int64', a, [b, t]);
-    };
-    if (name === 'input_ids') feeds[name] = make((i, j) => windows[i]![j]!);
-    else if (name === 'attention_mask') feeds[name] = make(() => 1);
-    else if (name === 'position_ids') feeds[name] = make((_, j) => j);
-  }
-  return feeds;
-}
+/** Feeds for a batch of token windows (input_ids, and attention_mask / position_ids when the model takes them). */
+export const tokenFeeds = windowFeeds;
 
 /**
  * Session feeds holding the current data of initializers, in their stored layout and
@@ -197,25 +176,7 @@ export function initializerFeeds(model: ModelProto, names: Iterable<string>): Ma
   for (const name of names) {
     const t = byName.get(name);
     if (!t) throw new Error(`initializerFeeds: no initializer ${name}`);
-    const dims = tensorDims(t);
-    const n = dims.reduce((a, d) => a * d, 1);
-    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
-    if (t.dataType === DataType.FLOAT) {
-      const data = raw && raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : tensorToFloat32(t);
-      feeds.set(name, new ort.Tensor('float32', data, dims));
-    } else if (t.dataType === DataType.FLOAT16 && raw) {
-      const data = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice(0, 2 * n).buffer);
-      feeds.set(name, new ort.Tensor('float16', data, dims));
-    } else {
-      const f = tensorToFloat32(t);
-      if (t.dataType === DataType.FLOAT16) {
-        const half = new Uint16Array(n);
-        for (let i = 0; i < n; i++) half[i] = floatToHalf(f[i]!);
-        feeds.set(name, new ort.Tensor('float16', half, dims));
-      } else {
-        feeds.set(name, new ort.Tensor('float32', f, dims));
-      }
-    }
+    feeds.set(name, tensorFeed(t));
   }
   return feeds;
 }

@@ -12,6 +12,7 @@
  * come later in loadModelGraph); commands call it before doing work so bad input fails
  * first. loadModelGraph() then gives the runnable ONNX graph every command uses.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,8 +80,19 @@ function describeOnnx(file: string): ModelDescription {
   return { kind: 'onnx', modelPath: file, dir, tokenizerPath: findTokenizer(dir), files: [file, ...data] };
 }
 
-/** Resolve `--model` (undefined or '' means the bundled model) into a description; InputError when it is no model. */
-export function resolveModel(arg?: string): ModelDescription {
+/**
+ * Resolve `--model` (undefined or '' means the bundled model) into a description;
+ * InputError when it is no model. `tokenizer` (`--tokenizer`) replaces the tokenizer
+ * found beside the model.
+ */
+export function resolveModel(arg?: string, tokenizer?: string): ModelDescription {
+  const d = describe(arg);
+  if (tokenizer === undefined) return d;
+  if (!fs.existsSync(tokenizer) || !fs.statSync(tokenizer).isFile()) throw new InputError(`--tokenizer ${tokenizer}: file not found`);
+  return { ...d, tokenizerPath: path.resolve(tokenizer) };
+}
+
+function describe(arg?: string): ModelDescription {
   const given = arg !== undefined && arg !== '';
   const p = path.resolve(given ? arg : BUNDLED_MODEL_DIR);
   let st: fs.Stats;
@@ -92,7 +104,7 @@ export function resolveModel(arg?: string): ModelDescription {
     );
   }
   if (!st.isDirectory()) {
-    if (p.endsWith('.safetensors') || p.endsWith('.json')) return resolveModel(path.dirname(p));
+    if (p.endsWith('.safetensors') || p.endsWith('.json')) return describe(path.dirname(p));
     return describeOnnx(p);
   }
   // A Hugging Face folder wins over an ONNX file beside it; pass the .onnx path to choose that.
@@ -132,4 +144,16 @@ export async function readHfModelWeights(d: ModelDescription): Promise<LlamaWeig
 export async function loadModelGraph(d: ModelDescription): Promise<ModelProto> {
   if (d.kind === 'hf') return buildLlama(d.config!, await readHfModelWeights(d), { consume: true });
   return prepareOnnxDecoder(await loadModel(d.modelPath), d.modelPath);
+}
+
+/**
+ * A model's content hash: the ONNX file (as runs stored before HF folders were read
+ * hashed it), or a checkpoint's config.json and weight files in order.
+ */
+export async function modelSha256(d: ModelDescription): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of d.kind === 'onnx' ? [d.modelPath] : d.files) {
+    for await (const chunk of fs.createReadStream(f)) h.update(chunk as Buffer);
+  }
+  return h.digest('hex');
 }

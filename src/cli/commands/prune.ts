@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel, saveModel } from '../../onnx/model-io.ts';
+import { saveModel } from '../../onnx/model-io.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -23,6 +23,7 @@ import { LayerStatsFile } from '../../prune/stats-file.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   metric?: string;
   method?: string;
   sparsity: number;
@@ -97,7 +98,8 @@ export const pruneCommand: CommandModule<object, Args> = {
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
       .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
@@ -120,10 +122,11 @@ export const pruneCommand: CommandModule<object, Args> = {
     const mode = checkCalibrationMode(a.calibration);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
-    const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
 
-    const model = await loadModel(modelPath);
+    const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {

@@ -23,6 +23,7 @@ import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
 import { sparseGpt } from './sparsegpt.ts';
 import { applyMask, maskScores, maskSparsity, patternName, ScoreScratch, type Pattern } from './score.ts';
+import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
 
 export type CalibrationMode = 'one-shot' | 'sequential';
 
@@ -47,6 +48,10 @@ export interface PruneModelOptions {
   threads?: number;
   /** Sequences per calibration run (default 8). */
   batchSize?: number;
+  /** Layer-wise sparsity (default uniform); OWL reads dense X and weights before pruning. */
+  allocation?: Allocation;
+  /** Sparsity per decoder block, given outright (e.g. a searched allocation); wins over `allocation`. */
+  blockSparsity?: Map<number, number>;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -72,6 +77,8 @@ export interface PruneResult {
   calibration: CalibrationMode;
   nsamples: number;
   seqlen: number;
+  /** How the sparsity was spread over the blocks, and each block's sparsity (uniform: empty). */
+  allocation: { name: string; blocks: Array<{ block: number; sparsity: number; outlierRatio?: number }> };
   layers: LayerReport[];
   overall: { pruned: number; total: number; sparsity: number };
   seconds: { gradients: number; calibration: number; prune: number; total: number };
@@ -129,6 +136,26 @@ function blocksOf(layers: PrunableLayer[]): PrunableLayer[][] {
   return keys.map((k) => layers.filter((l) => l.block === k));
 }
 
+/** The sparsity of each decoder block under opts.allocation / opts.blockSparsity (uniform: empty map). */
+async function blockAllocation(
+  model: ModelProto,
+  layers: PrunableLayer[],
+  opts: PruneModelOptions,
+  pattern: Pattern,
+): Promise<{ sparsity: Map<number, number>; report: PruneResult['allocation'] }> {
+  const given = opts.blockSparsity;
+  const a = opts.allocation ?? { kind: 'uniform' };
+  if ((given || a.kind !== 'uniform') && pattern.kind === 'nm') throw new InputError(`layer-wise allocation needs unstructured sparsity (pattern ${patternName(pattern)} fixes every block at 50%)`);
+  if (given) return { sparsity: given, report: { name: 'given', blocks: [...given].map(([block, sparsity]) => ({ block, sparsity })) } };
+  if (a.kind === 'uniform') return { sparsity: new Map(), report: { name: 'uniform', blocks: [] } };
+  // OWL reads the dense model's X, whatever the calibration mode; given statistics are dense.
+  const X = opts.stats?.has.X
+    ? null
+    : await denseX(model, layers, requireWindows(opts.windows, 'OWL allocation (X)'), { threads: opts.threads, batchSize: opts.batchSize });
+  const r = owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, { sparsity: opts.sparsity, m: a.m, lambda: a.lambda });
+  return { sparsity: r.sparsity, report: { name: allocationName(a), blocks: r.blocks.map((b, i) => ({ block: b, sparsity: r.sparsity.get(b)!, outlierRatio: r.ratios[i]! })) } };
+}
+
 /**
  * Prune `model` in place with `opts.method`. Returns what was done, per layer and
  * overall; the caller writes the model and the report.
@@ -163,6 +190,9 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
     return gradients ? gradients.get(name) ?? null : opts.stats!.get(name).G;
   };
 
+  const alloc = await blockAllocation(model, layers, opts, pattern);
+  const sparsityOf = (layer: PrunableLayer): number => alloc.sparsity.get(layer.block) ?? spec.sparsity;
+
   const reports: LayerReport[] = [];
   const scratch = new ScoreScratch();
   let done = 0;
@@ -177,7 +207,7 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
       const acc = st?.gram.get(layer.name);
       if (!acc) throw new Error(`no Hessian collected for ${layer.name}`);
       const res = sparseGpt(w, layer.out, layer.in, acc.hessian(), {
-        sparsity: spec.sparsity,
+        sparsity: sparsityOf(layer),
         n: pattern.kind === 'nm' ? pattern.n : 0,
         m: pattern.kind === 'nm' ? pattern.m : 0,
       });
@@ -188,7 +218,7 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
       if (method.needs.G && !G) throw new InputError(`no G for layer ${layer.name}`);
       const arrays = { rows: layer.out, cols: layer.in, weight: w, X, G };
       const scores = method.score!(arrays, { name: layer.name, scratch });
-      const res = maskScores(scores, layer.out, layer.in, spec);
+      const res = maskScores(scores, layer.out, layer.in, { ...spec, sparsity: sparsityOf(layer) });
       if (res.nanCount === scores.length) throw new InputError(`metric ${method.label} yields NaN for every weight of ${layer.name}`);
       nanCount = res.nanCount;
       mask = res.mask;
@@ -246,6 +276,7 @@ export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Pr
     label: method.label,
     sparsity: spec.sparsity,
     pattern: patternName(pattern),
+    allocation: alloc.report,
     calibration: mode,
     nsamples: opts.windows?.length ?? 0,
     seqlen: opts.windows?.[0]?.length ?? 0,

@@ -20,6 +20,7 @@ import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/pr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
@@ -38,6 +39,24 @@ interface Args {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
+  allocation: string;
+  'owl-m': number;
+  'owl-lambda': number;
+}
+
+/** The layer-wise sparsity flags shared by prune, baselines and search. */
+export function allocationFlags<T>(y: import('yargs').Argv<T>): import('yargs').Argv<T> {
+  return y
+    .option('allocation', { type: 'string', default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' })
+    .option('owl-m', { type: 'number', default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" })
+    .option('owl-lambda', { type: 'number', default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" }) as never;
+}
+
+/** --allocation with --owl-m/--owl-lambda, refused for N:M patterns. */
+export function allocationFromArgs(a: { allocation: string; 'owl-m': number; 'owl-lambda': number }, pattern: { kind: string }): Allocation {
+  const alloc = parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']);
+  if (alloc.kind !== 'uniform' && pattern.kind !== 'unstructured') throw new InputError(`--allocation ${a.allocation}: needs --pattern unstructured (N:M fixes every block at 50%)`);
+  return alloc;
 }
 
 /** --metric: a file (infix, symprune JSON or Pruner-Zero tree JSON) or an inline infix expression. */
@@ -97,7 +116,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    y
+    allocationFlags(y)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
@@ -120,6 +139,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     if ((a.metric === undefined) === (a.method === undefined)) throw new InputError('give exactly one of --metric FILE|EXPR or --method NAME');
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
+    const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const described = resolveModel(a.model, a.tokenizer);
@@ -132,6 +152,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     try {
       const needWindows =
         method.kind === 'sparsegpt' ||
+        allocation.kind === 'owl' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       const windows = needWindows
@@ -144,6 +165,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         sparsity: a.sparsity,
         pattern,
         calibration: mode,
+        allocation,
         windows,
         stats,
         layers,

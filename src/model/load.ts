@@ -142,8 +142,21 @@ export async function readHfModelWeights(d: ModelDescription): Promise<LlamaWeig
 
 /** The runnable ONNX graph of a model in any form (Optimum caches fed as empty, quantized graphs refused). */
 export async function loadModelGraph(d: ModelDescription): Promise<ModelProto> {
-  if (d.kind === 'hf') return buildLlama(d.config!, await readHfModelWeights(d), { consume: true });
-  return prepareOnnxDecoder(await loadModel(d.modelPath), d.modelPath);
+  return (await loadModelForms(d)).model;
+}
+
+/**
+ * The runnable graph and the model as stored, for writing back: for an Optimum decoder
+ * the original keeps its KV cache and shares its weight tensors with the runnable graph,
+ * so pruning one prunes the other. For every other form the two are the same object.
+ */
+export async function loadModelForms(d: ModelDescription): Promise<{ model: ModelProto; original: ModelProto }> {
+  if (d.kind === 'hf') {
+    const model = buildLlama(d.config!, await readHfModelWeights(d), { consume: true });
+    return { model, original: model };
+  }
+  const original = await loadModel(d.modelPath);
+  return { model: prepareOnnxDecoder(original, d.modelPath), original };
 }
 
 /**

@@ -70,18 +70,22 @@ export function memorySource(model: ModelProto): WeightSource {
 export class OnnxFileSource implements WeightSource {
   private readonly handles = new Map<string, { fh: fsp.FileHandle; size: number }>();
   private readonly byName: Map<string, TensorProto>;
-  private constructor(readonly model: ModelProto, readonly baseDir: string) {
+  private constructor(readonly model: ModelProto, readonly original: ModelProto, readonly baseDir: string) {
     this.byName = new Map((model.graph?.initializer ?? []).map((t) => [t.name!, t]));
   }
 
-  static async open(file: string): Promise<OnnxFileSource> {
-    const model = await readModelFile(file);
-    return new OnnxFileSource(model, path.dirname(path.resolve(file)));
+  /**
+   * Open an ONNX file; `prepare` turns the stored graph into the runnable one (sharing
+   * its initializer objects, e.g. an Optimum decoder without its KV cache).
+   */
+  static async open(file: string, prepare: (m: ModelProto) => ModelProto = (m) => m): Promise<OnnxFileSource> {
+    const original = await readModelFile(file);
+    return new OnnxFileSource(prepare(original), original, path.dirname(path.resolve(file)));
   }
 
   /** Read every external tensor into the model (it is then all in memory) and return it. */
   async loadAll(): Promise<ModelProto> {
-    await resolveExternalData(this.model, this.baseDir);
+    await resolveExternalData(this.original, this.baseDir);
     return this.model;
   }
 

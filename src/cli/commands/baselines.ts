@@ -7,10 +7,9 @@
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -21,6 +20,7 @@ import { type Allocation } from '../../prune/allocation.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
+  tokenizer?: string;
   sparsity: number;
   pattern: string;
   methods?: string;
@@ -58,7 +58,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
     deviceFlags(allocationFlags(y))
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
@@ -83,8 +84,9 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
     const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });

@@ -7,9 +7,9 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { modelPerplexity, sourceVocabSize } from '../../eval/perplexity-stream.ts';
-import { OnnxFileSource } from '../../onnx/weight-source.ts';
+import { resolveModel } from '../../model/load.ts';
+import { openModelSource } from '../../model/source.ts';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
-import { resolveModel } from '../model-path.ts';
 import { progress, type Progress } from '../progress.ts';
 
 interface Args extends DeviceArgs {
@@ -30,7 +30,7 @@ export const evalCommand: CommandModule<object, Args> = {
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
     deviceFlags(y)
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('seqlen', { type: 'number', default: 128, describe: 'tokens per window' })
@@ -43,11 +43,12 @@ export const evalCommand: CommandModule<object, Args> = {
     if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
     if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
     const { maxMemory } = applyDeviceFlags(a);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const source = await OnnxFileSource.open(modelPath);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const source = await openModelSource(described);
     let r;
     try {
-      const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: sourceVocabSize(source) || undefined });
+      const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: sourceVocabSize(source) || undefined });
       let bar: Progress | null = null;
       try {
         r = await modelPerplexity(source, tokens, {
@@ -56,7 +57,7 @@ export const evalCommand: CommandModule<object, Args> = {
           batchSize: a.batchSize,
           threads: a.threads,
           maxMemory,
-          loadAll: () => source.loadAll(),
+          loadAll: async () => (await source.loadAll()).model,
           onProgress: (d, n) => (bar ??= progress('eval', n)).update(d),
         });
       } catch (e) {

@@ -5,11 +5,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { OnnxFileSource } from '../../onnx/weight-source.ts';
-import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
-import { resolveModel } from '../model-path.ts';
+import { resolveModel } from '../../model/load.ts';
+import { openModelSource } from '../../model/source.ts';
 import { progress } from '../progress.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
@@ -17,6 +17,7 @@ import { writeStatsFile } from '../../prune/stats-file.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
+  tokenizer?: string;
   data?: string;
   nsamples: number;
   seqlen: number;
@@ -30,7 +31,8 @@ export const statsCommand: CommandModule<object, Args> = {
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
     deviceFlags(y)
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
       .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
@@ -42,22 +44,24 @@ export const statsCommand: CommandModule<object, Args> = {
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
     const { maxMemory } = applyDeviceFlags(a);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
     if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
-    const source = await OnnxFileSource.open(modelPath);
+    const source = await openModelSource(described);
     const layers = prunableLayers(source.model);
     checkGradientMemory(source, maxMemory);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
     const tg = performance.now();
     const gbar = progress('G', windows.length);
-    const G = await denseGradients(await source.loadAll(), layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
+    const model = (await source.loadAll()).model;
+    const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
     gbar.done();
     const gradSeconds = (performance.now() - tg) / 1000;
     const tx = performance.now();
     const bar = progress('X', windows.length);
-    const X = await denseX(source, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
+    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
     await source.close();
     bar.done();
     const xSeconds = (performance.now() - tx) / 1000;

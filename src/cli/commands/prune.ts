@@ -20,6 +20,8 @@ import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/pr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
@@ -41,6 +43,7 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
 }
 
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
@@ -115,7 +118,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    allocationFlags(y)
+    taskFlag(allocationFlags(y), true)
       .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
       .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
@@ -142,6 +145,8 @@ export const pruneCommand: CommandModule<object, Args> = {
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
     const outDir = checkOutDir(a.out, modelPath, dir);
+    const tasks = a.eval ? tasksFromArgs(a.task, true) : [];
+    const tok = taskTokenizer(tasks, tokenizerPath);
 
     const model = await loadModel(modelPath);
     const layers = prunableLayers(model);
@@ -178,7 +183,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       });
       (bar as ReturnType<typeof progress> | null)?.done();
 
-      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
       fs.mkdirSync(outDir, { recursive: true });
       const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
       if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
@@ -201,11 +207,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {
-        const ppl = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
+        const pplText = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
         process.stdout.write(
           `pruned ${result.layers.length} layers with ${result.label} (${result.pattern}, ${result.calibration}): ` +
-            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${ppl}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
+            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${pplText}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
         );
+        if (evalResult && 'tasks' in evalResult) process.stdout.write(formatTasks(evalResult.tasks) + '\n');
       }
     } finally {
       stats?.close();

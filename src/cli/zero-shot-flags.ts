@@ -8,7 +8,7 @@ import type { Argv } from 'yargs';
 import { InputError } from '../errors.ts';
 import { loadTask, type Task, type TaskResult } from '../eval/zero-shot.ts';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.ts';
-import { REPO_ROOT } from './model-path.ts';
+import { REPO_ROOT } from '../model/load.ts';
 
 /** The shipped tasks, made by scripts/make-zero-shot-tasks.ts from brown:test. */
 export const SHIPPED_TASKS = ['brown-last-word', 'brown-continuation'].map((n) => path.join(REPO_ROOT, 'data', 'tasks', `${n}.jsonl`));

@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
-import { loadModel } from '../onnx/model-io.ts';
+import { loadModelGraph, resolveModel } from '../model/load.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
@@ -22,13 +22,6 @@ import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../stor
 import type { WorkerInit, WorkerLayer } from '../eval/worker.ts';
 import { shared } from '../eval/pool.ts';
 import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
-
-/** sha256 of a file, streamed (models can be large). */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 export function tokensSha256(t: Int32Array): string {
   return createHash('sha256').update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength)).digest('hex');
@@ -129,7 +122,7 @@ export async function prepareData(
   opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; onProgress?: (stage: 'G' | 'X', done: number, total: number) => void; names?: SettingNames },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
-  const model = await loadModel(paths.modelPath);
+  const model = await loadModelGraph(resolveModel(paths.modelPath));
   const layers = prunableLayers(model);
   const pattern = parsePattern(s.pattern, s.sparsity);
   if (pattern.kind === 'nm') {

@@ -6,10 +6,9 @@
  */
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -22,6 +21,7 @@ import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   sparsity: number;
   pattern: string;
   methods?: string;
@@ -70,7 +70,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
     taskFlag(allocationFlags(y), true)
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
@@ -95,9 +96,10 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const tasks = tasksFromArgs(a.task, true);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
     const tok = taskTokenizer(tasks, tokenizerPath);
-    const model = await loadModel(modelPath);
+    const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });

@@ -1,6 +1,7 @@
 /**
  * `symprune prune`: apply a metric (any search-space expression) or a baseline method
- * to an ONNX decoder and write the pruned model, its tokenizer and prune.json.
+ * to a decoder (Hugging Face folder or ONNX) and write the pruned model in the input's
+ * form (or --format's), its tokenizer and prune.json.
  * Every input is checked before anything is written; the output folder may not be
  * the input model's.
  */
@@ -8,11 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel, saveModel } from '../../onnx/model-io.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelForms, resolveModel } from '../../model/load.ts';
+import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -26,6 +27,8 @@ import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } f
 
 interface Args {
   model?: string;
+  tokenizer?: string;
+  format?: string;
   metric?: string;
   method?: string;
   sparsity: number;
@@ -119,7 +122,9 @@ export const pruneCommand: CommandModule<object, Args> = {
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
     taskFlag(allocationFlags(y), true)
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
+      .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
       .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
@@ -129,7 +134,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
       .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
       .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' })
       .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
@@ -143,12 +148,14 @@ export const pruneCommand: CommandModule<object, Args> = {
     const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
-    const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
     const tasks = a.eval ? tasksFromArgs(a.task, true) : [];
     const tok = taskTokenizer(tasks, tokenizerPath);
+    const format = outputFormat(described, a.format);
 
-    const model = await loadModel(modelPath);
+    const { model, original } = await loadModelForms(described);
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -185,9 +192,7 @@ export const pruneCommand: CommandModule<object, Args> = {
 
       const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
       const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
-      fs.mkdirSync(outDir, { recursive: true });
-      const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
-      if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -203,7 +208,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
+      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {

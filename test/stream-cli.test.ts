@@ -73,8 +73,8 @@ for (const [form, dir] of [['ONNX with external data', onnxDir], ['bfloat16 Hugg
 test('prune of an ONNX model with external data block by block writes the model pruning in memory writes, and evaluates it', async () => {
   const a = path.join(tmp, 'p-whole');
   const b = path.join(tmp, 'p-stream');
-  const ra = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', a, '--eval', '--eval-tokens', '640', '--json');
-  const rb = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', b, '--eval', '--eval-tokens', '640', '--json', ...STREAM);
+  const ra = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', a, '--eval', '--eval-tokens', '640', '--task', 'none', '--json');
+  const rb = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', b, '--eval', '--eval-tokens', '640', '--task', 'none', '--json', ...STREAM);
   assert.ok(fs.existsSync(path.join(b, 'model.onnx.data')) && fs.existsSync(path.join(b, 'tokenizer.json')));
   const [ma, mb] = [await loadModel(path.join(a, 'model.onnx')), await loadModel(path.join(b, 'model.onnx'))];
   for (const l of discoverLayers(ma)) assert.deepEqual(readLayerWeight(mb, l), readLayerWeight(ma, l), l.name);

@@ -11,6 +11,8 @@ import { resolveModel } from '../../model/load.ts';
 import { openModelSource } from '../../model/source.ts';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress, type Progress } from '../progress.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
@@ -21,6 +23,7 @@ interface Args extends DeviceArgs {
   batchSize?: number;
   threads?: number;
   json?: boolean;
+  task?: string[];
 }
 
 export const DEFAULT_EVAL_DATA = 'brown:test';
@@ -29,7 +32,7 @@ export const evalCommand: CommandModule<object, Args> = {
   command: 'eval',
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
-    deviceFlags(y)
+    deviceFlags(taskFlag(y, false))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
@@ -45,6 +48,8 @@ export const evalCommand: CommandModule<object, Args> = {
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
+    const tasks = tasksFromArgs(a.task, false);
+    const tok = taskTokenizer(tasks, tokenizerPath);
     const source = await openModelSource(described);
     let r;
     try {
@@ -66,12 +71,20 @@ export const evalCommand: CommandModule<object, Args> = {
       } finally {
         (bar as Progress | null)?.done();
       }
-    } finally {
+    } catch (e) {
       await source.close();
+      throw e;
     }
+    const taskBar = progress('zero-shot items', tasks.reduce((n, t) => n + t.items.length, 0));
+    let before = 0;
+    // Zero-shot scoring runs the whole model (it needs every window's logits).
+    const scored = tok ? await scoreTasks((await source.loadAll()).model, tok, tasks, { threads: a.threads, onItem: (_t, d, n) => (taskBar.update(before + d), d === n && (before += n)) }) : null;
+    taskBar.done();
+    await source.close();
     if (a.json) {
-      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, streamed: r.streamed, model: modelPath, data: a.data }) + '\n');
+      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, streamed: r.streamed, data: a.data, ...(scored ? { tasks: scored } : {}) }) + '\n');
     } else {
+      if (scored) process.stdout.write(formatTasks(scored) + '\n');
       process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s${r.streamed ? ', block by block' : ''})\n`);
     }
   },

@@ -9,6 +9,8 @@ import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 
 interface Args {
   model?: string;
@@ -19,6 +21,7 @@ interface Args {
   batchSize?: number;
   threads?: number;
   json?: boolean;
+  task?: string[];
 }
 
 export const DEFAULT_EVAL_DATA = 'brown:test';
@@ -27,7 +30,7 @@ export const evalCommand: CommandModule<object, Args> = {
   command: 'eval',
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
-    y
+    taskFlag(y, false)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
@@ -40,8 +43,10 @@ export const evalCommand: CommandModule<object, Args> = {
     if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
     if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
     if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
+    const tasks = tasksFromArgs(a.task, false);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
+    const tok = taskTokenizer(tasks, tokenizerPath);
     const model = await loadModelGraph(described);
     const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
     const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: evaluator.vocabSize });
@@ -57,9 +62,14 @@ export const evalCommand: CommandModule<object, Args> = {
       bar.done();
       await evaluator.release();
     }
+    const taskBar = progress('zero-shot items', tasks.reduce((n, t) => n + t.items.length, 0));
+    let before = 0;
+    const scored = tok ? await scoreTasks(model, tok, tasks, { threads: a.threads, onItem: (_t, d, n) => (taskBar.update(before + d), d === n && (before += n)) }) : null;
+    taskBar.done();
     if (a.json) {
-      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data }) + '\n');
+      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data, ...(scored ? { tasks: scored } : {}) }) + '\n');
     } else {
+      if (scored) process.stdout.write(formatTasks(scored) + '\n');
       process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s)\n`);
     }
   },

@@ -21,6 +21,8 @@ import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/pr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
@@ -44,6 +46,7 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
 }
 
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
@@ -118,7 +121,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    allocationFlags(y)
+    taskFlag(allocationFlags(y), true)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
@@ -150,6 +153,8 @@ export const pruneCommand: CommandModule<object, Args> = {
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
+    const tasks = a.eval ? tasksFromArgs(a.task, true) : [];
+    const tok = taskTokenizer(tasks, tokenizerPath);
     const format = outputFormat(described, a.format);
 
     const { model, original } = await loadModelForms(described);
@@ -187,7 +192,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       });
       (bar as ReturnType<typeof progress> | null)?.done();
 
-      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
       const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
       const report = buildPruneReport(
         {
@@ -209,11 +215,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {
-        const ppl = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
+        const pplText = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
         process.stdout.write(
           `pruned ${result.layers.length} layers with ${result.label} (${result.pattern}, ${result.calibration}): ` +
-            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${ppl}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
+            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${pplText}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
         );
+        if (evalResult && 'tasks' in evalResult) process.stdout.write(formatTasks(evalResult.tasks) + '\n');
       }
     } finally {
       stats?.close();

@@ -4,6 +4,7 @@
  * metric has its yardsticks measured on the same model, data and machine.
  * G (and, one-shot, X) is computed once on the dense model and shared by the methods.
  */
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
@@ -19,7 +20,7 @@ import { type Allocation } from '../../prune/allocation.ts';
 import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   sparsity: number;
@@ -69,7 +70,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    taskFlag(allocationFlags(y), true)
+    deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
@@ -83,6 +84,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     const t0 = performance.now();
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);

@@ -11,13 +11,17 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModelForms, resolveModel } from '../../model/load.ts';
-import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
+import { fileOrModelPerplexity } from '../../eval/perplexity-stream.ts';
+import { resolveModel } from '../../model/load.ts';
+import { loadModel } from '../../onnx/model-io.ts';
+import { outputFormat } from '../../model/write.ts';
+import { openModelSource } from '../../model/source.ts';
+import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/prune-file.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
+import { prunableLayers, type CalibrationMode } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
@@ -25,7 +29,7 @@ import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-sho
 import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   format?: string;
@@ -104,16 +108,15 @@ export function checkCalibrationMode(mode: string): CalibrationMode {
   return mode;
 }
 
-/** Perplexity of an in-memory model on brown:test (or another spec; tokens may be preloaded). */
+/** Perplexity on brown:test (or another spec; tokens may be preloaded) of a model in memory or a model file, block by block when it exceeds maxMemory. */
 export async function evaluateModel(
-  model: ModelProto,
-  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number },
+  model: ModelProto | string,
+  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number; maxMemory?: number },
 ): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
   const data = opts.data ?? 'brown:test';
-  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize: modelVocabSize(model) }));
-  const ev = await PerplexityEvaluator.create(model, { threads: opts.threads });
-  const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens });
-  await (ev as unknown as { release?: () => Promise<void> }).release?.();
+  const vocabSize = typeof model === 'string' ? undefined : modelVocabSize(model);
+  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize }));
+  const r = await fileOrModelPerplexity(model, tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, threads: opts.threads, maxMemory: opts.maxMemory ?? Infinity });
   return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
 }
 
@@ -121,7 +124,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    taskFlag(allocationFlags(y), true)
+    deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
@@ -150,6 +153,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
@@ -157,7 +161,8 @@ export const pruneCommand: CommandModule<object, Args> = {
     const tok = taskTokenizer(tasks, tokenizerPath);
     const format = outputFormat(described, a.format);
 
-    const { model, original } = await loadModelForms(described);
+    const source = await openModelSource(described);
+    const model = source.model;
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -171,7 +176,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         : undefined;
       let bar: ReturnType<typeof progress> | null = null;
       let stage = '';
-      const result = await pruneModel(model, {
+      const { result, pruned } = await pruneModelSource(source, streamFileFor(format, outDir), {
+        maxMemory,
         method,
         sparsity: a.sparsity,
         pattern,
@@ -192,9 +198,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       });
       (bar as ReturnType<typeof progress> | null)?.done();
 
-      const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
-      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
+      const evaluated = pruned.kind === 'memory' ? pruned.model : pruned.file;
+      const ppl = a.eval ? await evaluateModel(evaluated, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads, maxMemory }) : null;
+      // Zero-shot scoring runs the whole pruned model.
+      const whole = async () => (pruned.kind === 'memory' ? pruned.model : await loadModel(pruned.file));
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(await whole(), tok, tasks, { threads: a.threads }) } : ppl;
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writePrunedModel(described, pruned, format, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -210,7 +219,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      if (format === 'hf') await writePrunedModel(described, pruned, format, outDir, { 'prune.json': report });
       else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
@@ -224,6 +233,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       }
     } finally {
       stats?.close();
+      await source.close();
     }
   },
 };

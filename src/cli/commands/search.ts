@@ -1,5 +1,6 @@
 /** `symprune search`: evolve pruning metrics on a model, logging everything to SQLite. */
 import { resolve } from 'node:path';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
@@ -10,7 +11,7 @@ import { resolveModel } from '../../model/load.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { progress, type Progress } from '../progress.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   sparsity?: number;
@@ -121,7 +122,7 @@ export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
-    y
+    deviceFlags(y, true)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
@@ -147,6 +148,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('task-timeout', { type: 'number', describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' })
       .option('json', { type: 'boolean', describe: 'print one JSON line at the end' }) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
     // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.

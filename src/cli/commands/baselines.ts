@@ -12,7 +12,7 @@ import { loadTokens } from '../../data/dataset.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
@@ -78,8 +78,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and evaluation) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
@@ -89,6 +89,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const allocation = allocationFromArgs(a, pattern);
     const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
     const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];

@@ -119,6 +119,9 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  // Offline: everything the page loads (scripts, styles, fonts, data) comes from the dashboard itself.
+  page.on('request', (r) => !r.url().startsWith(url) && !r.url().startsWith('data:') && problems.push(`request elsewhere: ${r.url()}`));
+  page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} for ${r.url()}`));
   page.on('dialog', (d) => {
     problems.push(`dialog: ${d.message()}`);
     void d.dismiss();

@@ -12,10 +12,10 @@ import { loadTokens } from '../../data/dataset.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
+import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel, metricFromArg } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
 import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
@@ -37,6 +37,7 @@ interface Args extends DeviceArgs {
   'owl-m': number;
   'owl-lambda': number;
   task?: string[];
+  metric?: string;
 }
 
 /** `acc ± se | acc_norm ± se |` cells of each task, in percent. */
@@ -73,13 +74,14 @@ export const baselinesCommand: CommandModule<object, Args> = {
     deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
+      .option('metric', { type: 'string', describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and evaluation) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
@@ -89,13 +91,19 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const allocation = allocationFromArgs(a, pattern);
     const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];
+    const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
+    const metricRows = a.metric !== undefined ? ['metric', ...(owlRows ? ['metric+owl'] : [])] : [];
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows];
+    const metric = a.metric !== undefined ? metricFromArg(a.metric) : null;
+    if (names.some((n) => n.replace(/\+owl$/, '') === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
     if (names.length === 0) throw new InputError('--methods: empty list');
     if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
-    const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
+    const methods = rowSpecs.map((r) => (r.name.replace(/\+owl$/, '') === 'metric' ? metric! : baselineMethod(r.name.replace(/\+owl$/, ''))));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const tasks = tasksFromArgs(a.task, true);
     const described = resolveModel(a.model, a.tokenizer);
@@ -154,6 +162,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       /** G is computed once on the dense model and shared by gblm and pruner-zero (not in their prune seconds). */
       gradientSeconds: G ? gradientSeconds : 0,
       methods: rows,
+      metric: metric?.label ?? null,
+      allocation: rowSpecs.some((r) => r.allocation.kind === 'owl') ? { owlM: a['owl-m'], owlLambda: a['owl-lambda'] } : null,
       seconds: (performance.now() - t0) / 1000,
     };
     if (a.json) {

@@ -20,7 +20,7 @@ import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/p
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { prunableLayers, type CalibrationMode } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
@@ -134,8 +134,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' })
       .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and --eval) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' })
       .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
@@ -150,6 +150,8 @@ export const pruneCommand: CommandModule<object, Args> = {
     const mode = checkCalibrationMode(a.calibration);
     const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);

@@ -8,6 +8,7 @@ import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts
 import type { Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
+import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { progress, type Progress } from '../progress.ts';
 
 interface Args extends DeviceArgs {
@@ -150,6 +151,9 @@ export const searchCommand: CommandModule<object, Args> = {
     applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
+    // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.
+    const cal = calibrationShape({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen });
+    if (cal.samples) ({ nsamples: a.nsamples, seqlen: a.seqlen } = cal);
     const requested: Partial<Omit<SearchSettings, 'modelSha256' | 'gp'>> = {
       sparsity: a.sparsity,
       pattern: a.pattern,

@@ -11,7 +11,7 @@ import { InputError } from '../../errors.ts';
 import { resolveModel } from '../../model/load.ts';
 import { openModelSource } from '../../model/source.ts';
 import { progress } from '../progress.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
@@ -34,14 +34,16 @@ export const statsCommand: CommandModule<object, Args> = {
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('out', { type: 'string', demandOption: true, describe: 'output FILE.safetensors' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print a JSON summary' }) as never,
   handler: async (a) => {
     const t0 = performance.now();
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);

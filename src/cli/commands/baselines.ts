@@ -15,7 +15,7 @@ import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
+import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel, metricFromArg } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
 import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
@@ -37,6 +37,7 @@ interface Args extends DeviceArgs {
   'owl-m': number;
   'owl-lambda': number;
   task?: string[];
+  metric?: string;
 }
 
 /** `acc ± se | acc_norm ± se |` cells of each task, in percent. */
@@ -73,6 +74,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
     deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
+      .option('metric', { type: 'string', describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
@@ -93,11 +95,15 @@ export const baselinesCommand: CommandModule<object, Args> = {
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const allocation = allocationFromArgs(a, pattern);
     const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];
+    const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
+    const metricRows = a.metric !== undefined ? ['metric', ...(owlRows ? ['metric+owl'] : [])] : [];
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows];
+    const metric = a.metric !== undefined ? metricFromArg(a.metric) : null;
+    if (names.some((n) => n.replace(/\+owl$/, '') === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
     if (names.length === 0) throw new InputError('--methods: empty list');
     if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
-    const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
+    const methods = rowSpecs.map((r) => (r.name.replace(/\+owl$/, '') === 'metric' ? metric! : baselineMethod(r.name.replace(/\+owl$/, ''))));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const tasks = tasksFromArgs(a.task, true);
     const described = resolveModel(a.model, a.tokenizer);
@@ -156,6 +162,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       /** G is computed once on the dense model and shared by gblm and pruner-zero (not in their prune seconds). */
       gradientSeconds: G ? gradientSeconds : 0,
       methods: rows,
+      metric: metric?.label ?? null,
+      allocation: rowSpecs.some((r) => r.allocation.kind === 'owl') ? { owlM: a['owl-m'], owlLambda: a['owl-lambda'] } : null,
       seconds: (performance.now() - t0) / 1000,
     };
     if (a.json) {

@@ -51,6 +51,8 @@ export interface WorkerInit {
   batchSize?: number;
   sparsity: number;
   pattern: Pattern;
+  /** Sparsity of each layer (a layer-wise allocation such as OWL's); absent: `sparsity` everywhere. */
+  layerSparsity?: number[];
   /**
    * Fault injection for tests: a shared counter of perplexity tasks and what the N-th does:
    * `crash` exits the worker, `hang` blocks it outside onnxruntime (only the pool's hard
@@ -143,7 +145,7 @@ function masks(score: Scorer, grouping: 'row' | 'layer'): Omit<MaskReply, 'worke
   init.layers.forEach((l, i) => {
     const arrays = layerArrays(l);
     const scores = score(arrays, l);
-    const res = maskScores(scores, l.out, l.in, { ...spec, grouping });
+    const res = maskScores(scores, l.out, l.in, { ...spec, grouping, sparsity: init.layerSparsity?.[i] ?? spec.sparsity });
     nanCount += res.nanCount;
     if (res.nanCount === l.out * l.in && allNaN === null) allNaN = l.name;
     const dst = bits.subarray(layout.offsets[i]!, layout.offsets[i]! + Math.ceil((l.out * l.in) / 8));

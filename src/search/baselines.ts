@@ -50,7 +50,7 @@ export async function runBaselines(
       ? data.windows
       : await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath, vocabSize: modelVocabSize(data.model), seed: CALIBRATION_SEED });
     const m = cloneModel(data.model);
-    await pruneModel(m, { method: baselineMethod('sparsegpt'), sparsity: s.sparsity, pattern: data.pattern, calibration: 'one-shot', windows, layers: data.layers });
+    await pruneModel(m, { method: baselineMethod('sparsegpt'), sparsity: s.sparsity, pattern: data.pattern, calibration: 'one-shot', windows, layers: data.layers, ...(data.blockSparsity.size ? { blockSparsity: data.blockSparsity } : {}) });
     const weights: Record<string, Float32Array> = {};
     for (const l of data.layers) weights[l.initializer] = tensorToFloat32(findInitializer(m, l.initializer)!);
     const pruneSeconds = (performance.now() - t0) / 1000;

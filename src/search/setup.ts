@@ -16,6 +16,7 @@ import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts'
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
 import { LayerStatsFile, SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
 import { parsePattern, type Pattern } from '../prune/score.ts';
+import { owlAllocation } from '../prune/allocation.ts';
 import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
@@ -105,6 +106,8 @@ export interface PreparedData {
   tokens: Int32Array;
   windows: Int32Array[];
   workerInit: WorkerInit;
+  /** Sparsity per decoder block under the run's allocation (uniform: empty). */
+  blockSparsity: Map<number, number>;
   statsFile: string;
   statsCached: boolean;
   statsSeconds: number;
@@ -166,6 +169,11 @@ export async function prepareData(
     G: shared(G.get(l.name)!),
     X: shared(X.get(l.name)!),
   }));
+  // OWL's allocation from the dense weights and X, once; every candidate and baseline is masked with it.
+  const blockSparsity =
+    s.allocation?.kind === 'owl'
+      ? owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, { sparsity: s.sparsity, m: s.allocation.m, lambda: s.allocation.lambda }).sparsity
+      : new Map<number, number>();
   const workerInit: WorkerInit = {
     model: sharedBytes(model),
     layers: wl,
@@ -174,8 +182,9 @@ export async function prepareData(
     batchSize: opts.batchSize,
     sparsity: s.sparsity,
     pattern,
+    ...(blockSparsity.size ? { layerSparsity: layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) } : {}),
   };
-  return { model, layers, pattern, tokens, windows, workerInit, statsFile, statsCached: cached, statsSeconds };
+  return { model, layers, pattern, tokens, windows, workerInit, blockSparsity, statsFile, statsCached: cached, statsSeconds };
 }
 
 /** True when the cache file exists and was made for exactly these settings. */

@@ -7,9 +7,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { loadTokens } from '../data/dataset.ts';
-import { loadModel } from '../onnx/model-io.ts';
+import { loadModelGraph, modelSha256, resolveModel, type ModelDescription } from '../model/load.ts';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { prunableLayers } from '../prune/prune-model.ts';
@@ -47,18 +47,20 @@ export function specKey(spec: JobSpec): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
 }
 
-/** Hashes of files seen, by path, size and modification time (a model is hashed once per worker). */
+/** Hashes seen, by path, size and modification time of the files (a model is hashed once per worker). */
 const hashes = new Map<string, string>();
 
-async function cachedSha256(path: string): Promise<string> {
-  const st = statSync(path);
-  const k = `${path}\0${st.size}\0${st.mtimeMs}`;
+async function cachedHash(files: string[], hash: () => Promise<string>): Promise<string> {
+  const k = files.map((f) => {
+    const st = statSync(f);
+    return `${f}\0${st.size}\0${st.mtimeMs}`;
+  }).join('\0');
   let h = hashes.get(k);
-  if (h === undefined) hashes.set(k, (h = await fileSha256(path)));
+  if (h === undefined) hashes.set(k, (h = await hash()));
   return h;
 }
 
-/** Files named like the coordinator's under a root, at most three folders deep. */
+/** Files or folders named like the coordinator's under a root, at most three folders deep. */
 function underRoot(root: string, name: string, depth = 3): string[] {
   const out: string[] = [];
   let entries;
@@ -69,22 +71,43 @@ function underRoot(root: string, name: string, depth = 3): string[] {
   }
   for (const e of entries) {
     const p = join(root, e.name);
-    if (e.isFile() && e.name === name) out.push(p);
-    else if (e.isDirectory() && depth > 0 && !e.name.startsWith('.') && e.name !== 'node_modules') out.push(...underRoot(p, name, depth - 1));
+    if (e.name === name) out.push(p);
+    if (e.isDirectory() && depth > 0 && !e.name.startsWith('.') && e.name !== 'node_modules') out.push(...underRoot(p, name, depth - 1));
   }
   return out;
 }
 
-/** The file with this sha256: the coordinator's path if it holds it here, else one of the same name under a root. */
-export async function findBySha(what: string, want: { sha256: string; path: string }, roots: readonly string[]): Promise<string> {
+/**
+ * The first candidate with the wanted hash: the coordinator's path (unless roots are given:
+ * then this machine keeps its files there), else one of the same name under a root.
+ * `hashOf` gives null for a candidate that is not what is wanted at all.
+ */
+async function findByHash<T>(what: string, want: { sha256: string; path: string }, roots: readonly string[], hashOf: (p: string) => Promise<{ hash: string; value: T } | null>): Promise<T> {
   const seen: string[] = [];
-  for (const p of [want.path, ...roots.flatMap((r) => underRoot(r, basename(want.path)))]) {
-    if (seen.includes(p) || !existsSync(p) || !statSync(p).isFile()) continue;
+  const candidates = roots.length ? roots.flatMap((r) => underRoot(r, basename(want.path))) : [want.path];
+  for (const p of candidates) {
+    if (seen.includes(p) || !existsSync(p)) continue;
     seen.push(p);
-    if ((await cachedSha256(p)) === want.sha256) return p;
+    const got = await hashOf(p).catch(() => null);
+    if (got?.hash === want.sha256) return got.value;
   }
-  const looked = seen.length ? `; ${seen.join(', ')} hash differently` : '';
-  throw new JobSpecError(`${what} with sha256 ${want.sha256.slice(0, 12)}… not found (no ${basename(want.path)} with that hash at ${want.path} or under ${roots.join(', ') || 'no --model-root'}${looked})`);
+  const where = roots.length ? `under ${roots.join(', ')}` : `at ${want.path} (give --model-root where this machine keeps it)`;
+  const looked = seen.length ? `; ${seen.join(', ')} ${seen.length > 1 ? 'hash' : 'hashes'} differently` : '';
+  throw new JobSpecError(`${what} with sha256 ${want.sha256.slice(0, 12)}… not found: no ${basename(want.path)} with that hash ${where}${looked}`);
+}
+
+/** The model with the spec's hash (an ONNX file or a Hugging Face folder). */
+export function findModel(want: JobSpec['model'], roots: readonly string[]): Promise<ModelDescription> {
+  return findByHash('model', want, roots, async (p) => {
+    const d = resolveModel(p);
+    const files = d.kind === 'onnx' ? [d.modelPath] : d.files;
+    return { hash: await cachedHash(files, () => modelSha256(d)), value: d };
+  });
+}
+
+/** A statistics file with the spec's hash. */
+export function findStatistics(want: JobSpec['statistics'], roots: readonly string[]): Promise<string> {
+  return findByHash('statistics', want, roots, async (p) => (statSync(p).isFile() ? { hash: await cachedHash([p], () => fileSha256(p)), value: p } : null));
 }
 
 /** G and X of every layer from a statistics file checked against the model's layers. */
@@ -109,13 +132,12 @@ export function readStats(file: string, layers: PrunableLayer[], need: { G: bool
  * sha256, the fitness tokens by the hash of their ids. JobSpecError when it cannot.
  */
 export async function loadJob(spec: JobSpec, roots: readonly string[], opts: { threads?: number } = {}): Promise<WorkerInit> {
-  const modelPath = await findBySha('model', spec.model, roots);
-  const statsPath = await findBySha('statistics', spec.statistics, [...roots, dirname(modelPath)]);
-  const model = await loadModel(modelPath);
+  const desc = await findModel(spec.model, roots);
+  const statsPath = await findStatistics(spec.statistics, roots);
+  const model = await loadModelGraph(desc);
   const layers = prunableLayers(model);
   const { G, X } = readStats(statsPath, layers, { G: true, X: true });
-  const tok = join(dirname(modelPath), 'tokenizer.json');
-  const tokens = await loadTokens(spec.fitness.data, { tokenizerPath: existsSync(tok) ? tok : undefined, vocabSize: modelVocabSize(model) }).catch((e: Error) => {
+  const tokens = await loadTokens(spec.fitness.data, { tokenizerPath: desc.tokenizerPath, vocabSize: modelVocabSize(model) }).catch((e: Error) => {
     throw new JobSpecError(`fitness data ${spec.fitness.data}: ${e.message}`);
   });
   const got = tokensSha256(tokens);

@@ -32,7 +32,7 @@ async function statOrNull(p: string): Promise<Stats | null> {
   }
 }
 
-function externalEntries(t: TensorProto): { location: string; offset: number; length?: number } {
+export function externalEntries(t: TensorProto): { location: string; offset: number; length?: number } {
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = kv.get('location');
   if (!location) throw new InputError(`tensor ${t.name}: external data without a location`);
@@ -69,6 +69,13 @@ export async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: n
  * returned model is self-contained. Throws InputError for a missing or non-ONNX file.
  */
 export async function loadModel(file: string): Promise<ModelProto> {
+  const model = await readModelFile(file);
+  await resolveExternalData(model, path.dirname(path.resolve(file)));
+  return model;
+}
+
+/** The model's graph with external data left unresolved (a large model's weights stay on disk). */
+export async function readModelFile(file: string): Promise<ModelProto> {
   const st = await statOrNull(file);
   if (!st) throw new InputError(`model file not found: ${file}`);
   if (!st.isFile()) throw new InputError(`model path is not a file: ${file}`);
@@ -83,7 +90,6 @@ export async function loadModel(file: string): Promise<ModelProto> {
   if (!model.graph || ((model.graph.node ?? []).length === 0 && (model.graph.output ?? []).length === 0)) {
     throw new InputError(`${file} is not an ONNX model (no graph)`);
   }
-  await resolveExternalData(model, path.dirname(path.resolve(file)));
   return model;
 }
 

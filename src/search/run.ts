@@ -21,7 +21,8 @@ import { listRuns, type RunStore } from '../store/store.ts';
 import { runBaselines } from './baselines.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
-import { fileSha256, openRun, prepareData, tokensSha256, versions } from './setup.ts';
+import { openRun, prepareData, tokensSha256, versions } from './setup.ts';
+import { modelSha256 as modelHash, resolveModel } from '../model/load.ts';
 import { FIELD_NAMES, SEARCH_DEFAULTS, shortTokens, type GpOptions, type SearchSettings, type SettingNames } from './settings.ts';
 
 /** The model files: an ONNX file, and the tokenizer for text data. */
@@ -83,8 +84,7 @@ export function storedModel(db: string): ModelFiles | undefined {
     const runs = listRuns(peek);
     if (!runs.length) return undefined;
     const modelPath = runs[runs.length - 1]!.modelPath;
-    const tok = join(dirname(modelPath), 'tokenizer.json');
-    return { modelPath, tokenizerPath: existsSync(tok) ? tok : undefined };
+    return { modelPath, tokenizerPath: resolveModel(modelPath).tokenizerPath };
   } finally {
     peek.close();
   }
@@ -102,7 +102,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
 
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
-  const modelSha256 = await fileSha256(model.modelPath);
+  const modelSha256 = await modelHash(resolveModel(model.modelPath));
   const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(o.model !== undefined || !resume ? { modelSha256 } : {}) };
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   const opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);

@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import type { ModelProto } from '../onnx/proto.ts';
-import { loadModel } from '../onnx/model-io.ts';
+import { loadModelGraph, resolveModel } from '../model/load.ts';
 import type { PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
@@ -19,10 +19,10 @@ import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
 import type { WorkerInit } from '../eval/worker.ts';
-import { fileSha256, readStats, tokensSha256, workerInit } from '../eval/job.ts';
+import { readStats, tokensSha256, workerInit } from '../eval/job.ts';
 import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
 
-export { fileSha256, tokensSha256 };
+export { tokensSha256 };
 
 export interface OpenedRun {
   db: DB;
@@ -119,7 +119,7 @@ export async function prepareData(
   opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; onProgress?: (stage: 'G' | 'X', done: number, total: number) => void; names?: SettingNames },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
-  const model = await loadModel(paths.modelPath);
+  const model = await loadModelGraph(resolveModel(paths.modelPath));
   const layers = prunableLayers(model);
   const pattern = parsePattern(s.pattern, s.sparsity);
   if (pattern.kind === 'nm') {

@@ -6,19 +6,20 @@
  */
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { checkCalibrationMode, evaluateModel } from './prune.ts';
+import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
+import { type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   sparsity: number;
   pattern: string;
   methods?: string;
@@ -29,6 +30,18 @@ interface Args {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
+  allocation: string;
+  'owl-m': number;
+  'owl-lambda': number;
+}
+
+/** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
+const OWL_ROWS = ['wanda+owl', 'pruner-zero+owl'];
+
+/** A --methods entry: NAME or NAME+owl (OWL's allocation on top of that method). */
+function methodRow(name: string, all: Allocation, owl: Allocation & { kind: 'owl' }): { name: string; allocation: Allocation } {
+  if (name.endsWith('+owl')) return { name, allocation: owl };
+  return { name: all.kind === 'owl' ? `${name}+owl` : name, allocation: all };
 }
 
 export interface BaselineRow {
@@ -43,11 +56,12 @@ export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+    allocationFlags(y)
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
-      .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')} (default: all)` })
+      .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
@@ -60,11 +74,17 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES];
+    const allocation = allocationFromArgs(a, pattern);
+    const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];
     if (names.length === 0) throw new InputError('--methods: empty list');
-    const methods = names.map((n) => baselineMethod(n));
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
+    const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
+    const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
+    if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });
@@ -79,18 +99,22 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const tg = performance.now();
     const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows, { threads: a.threads }) : null;
     const gradientSeconds = (performance.now() - tg) / 1000;
-    const X = mode === 'one-shot' && methods.some((m) => m.needs.X) ? await denseX(model, layers, windows, { threads: a.threads }) : null;
+    // Dense X: one-shot pruning reads it, and OWL's allocation always does (sequential pruning measures its own).
+    const needDenseX = (mode === 'one-shot' && methods.some((m) => m.needs.X)) || rowSpecs.some((r) => r.allocation.kind === 'owl');
+    const X = needDenseX ? await denseX(model, layers, windows, { threads: a.threads }) : null;
     const shared = new MemoryStats(X, G);
 
     const rows: BaselineRow[] = [];
-    for (const method of methods) {
+    for (const [i, method] of methods.entries()) {
+      const row = rowSpecs[i]!;
       const pruned = cloneModel(model);
-      const bar = progress(method.name, layers.length);
+      const bar = progress(row.name, layers.length);
       const r = await pruneModel(pruned, {
         method,
         sparsity: a.sparsity,
         pattern,
         calibration: mode,
+        allocation: row.allocation,
         windows,
         stats: shared,
         layers,
@@ -99,8 +123,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       });
       bar.done();
       const ev = await evaluateModel(pruned, evalOpts);
-      rows.push({ method: method.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
-      log(`${method.name}: ppl ${ev.ppl.toFixed(3)}`);
+      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
+      log(`${row.name}: ppl ${ev.ppl.toFixed(3)}`);
     }
     const out = {
       model: modelPath,

@@ -7,8 +7,7 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModel } from '../../onnx/model-io.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 
 interface Args {
@@ -29,7 +28,7 @@ export const evalCommand: CommandModule<object, Args> = {
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('seqlen', { type: 'number', default: 128, describe: 'tokens per window' })
@@ -41,10 +40,11 @@ export const evalCommand: CommandModule<object, Args> = {
     if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
     if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
     if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const model = await loadModelGraph(described);
     const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
-    const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: evaluator.vocabSize });
+    const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: evaluator.vocabSize });
     const windows = Math.floor(Math.min(tokens.length, a.maxTokens ?? Infinity) / a.seqlen);
     const bar = progress('eval windows', windows);
     let r;

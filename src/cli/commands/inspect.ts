@@ -4,11 +4,10 @@
  * prune or search will touch before running it.
  */
 import type { CommandModule } from 'yargs';
-import { loadModel } from '../../onnx/model-io.ts';
 import { initializerStats } from '../../onnx/graph-edit.ts';
 import { DataType } from '../../onnx/proto.ts';
 import { discoverLayers } from '../../prune/discover.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 
 interface Args {
   model?: string;
@@ -23,12 +22,13 @@ export const inspectCommand: CommandModule<object, Args> = {
   describe: 'list the prunable linear layers of a model ([out, in] shapes, parameters) and totals',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('all', { type: 'boolean', describe: 'also list lm_head and the token embedding' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
   handler: async (a) => {
-    const { modelPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const described = resolveModel(a.model);
+    const { modelPath } = described;
+    const model = await loadModelGraph(described);
     const layers = discoverLayers(model, { includeHead: a.all, includeEmbeddings: a.all });
     const rows = layers.map((l) => ({
       name: l.name,

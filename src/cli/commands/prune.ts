@@ -1,6 +1,7 @@
 /**
  * `symprune prune`: apply a metric (any search-space expression) or a baseline method
- * to an ONNX decoder and write the pruned model, its tokenizer and prune.json.
+ * to a decoder (Hugging Face folder or ONNX) and write the pruned model in the input's
+ * form (or --format's), its tokenizer and prune.json.
  * Every input is checked before anything is written; the output folder may not be
  * the input model's.
  */
@@ -8,11 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel, saveModel } from '../../onnx/model-io.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelForms, resolveModel } from '../../model/load.ts';
+import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -20,9 +21,12 @@ import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/pr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
+  format?: string;
   metric?: string;
   method?: string;
   sparsity: number;
@@ -37,6 +41,24 @@ interface Args {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
+  allocation: string;
+  'owl-m': number;
+  'owl-lambda': number;
+}
+
+/** The layer-wise sparsity flags shared by prune, baselines and search. */
+export function allocationFlags<T>(y: import('yargs').Argv<T>): import('yargs').Argv<T> {
+  return y
+    .option('allocation', { type: 'string', default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' })
+    .option('owl-m', { type: 'number', default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" })
+    .option('owl-lambda', { type: 'number', default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" }) as never;
+}
+
+/** --allocation with --owl-m/--owl-lambda, refused for N:M patterns. */
+export function allocationFromArgs(a: { allocation: string; 'owl-m': number; 'owl-lambda': number }, pattern: { kind: string }): Allocation {
+  const alloc = parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']);
+  if (alloc.kind !== 'uniform' && pattern.kind !== 'unstructured') throw new InputError(`--allocation ${a.allocation}: needs --pattern unstructured (N:M fixes every block at 50%)`);
+  return alloc;
 }
 
 /** --metric: a file (infix, symprune JSON or Pruner-Zero tree JSON) or an inline infix expression. */
@@ -96,8 +118,10 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+    allocationFlags(y)
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
+      .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
       .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
       .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
@@ -107,7 +131,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
       .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
       .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' })
       .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
@@ -118,17 +142,21 @@ export const pruneCommand: CommandModule<object, Args> = {
     if ((a.metric === undefined) === (a.method === undefined)) throw new InputError('give exactly one of --metric FILE|EXPR or --method NAME');
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
+    const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
-    const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
+    const format = outputFormat(described, a.format);
 
-    const model = await loadModel(modelPath);
+    const { model, original } = await loadModelForms(described);
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
       const needWindows =
         method.kind === 'sparsegpt' ||
+        allocation.kind === 'owl' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       const windows = needWindows
@@ -141,6 +169,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         sparsity: a.sparsity,
         pattern,
         calibration: mode,
+        allocation,
         windows,
         stats,
         layers,
@@ -157,9 +186,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       (bar as ReturnType<typeof progress> | null)?.done();
 
       const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      fs.mkdirSync(outDir, { recursive: true });
-      const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
-      if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -175,7 +202,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
+      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {

@@ -6,11 +6,12 @@ import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
 import { queueRunner, type Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
-import { resolveModel } from '../model-path.ts';
+import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   sparsity?: number;
   pattern?: string;
   population?: number;
@@ -121,7 +122,8 @@ export const searchCommand: CommandModule<object, Args> = {
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
       .option('pattern', { type: 'string', describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` })
       .option('population', { type: 'number', describe: `population size (default ${d.population})` })
@@ -176,7 +178,7 @@ export const searchCommand: CommandModule<object, Args> = {
     };
     if (a.workers !== undefined && !(Number.isInteger(a.workers) && a.workers >= 1)) throw new InputError(`--workers ${a.workers}: must be a positive integer`);
     // The model: the flag, else (resume) the run's, else the bundled one.
-    const model = a.model !== undefined || !a.resume ? resolveModel(a.model) : (storedModel(db) ?? resolveModel(undefined));
+    const model = a.model !== undefined || !a.resume ? resolveModel(a.model, a.tokenizer) : (storedModel(db) ?? resolveModel(undefined));
     const signals = signalsToAbort(log);
     let sum;
     try {

@@ -7,8 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
@@ -16,6 +15,7 @@ import { writeStatsFile } from '../../prune/stats-file.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   data?: string;
   nsamples: number;
   seqlen: number;
@@ -29,7 +29,8 @@ export const statsCommand: CommandModule<object, Args> = {
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
+      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
+      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
       .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
       .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
@@ -40,11 +41,12 @@ export const statsCommand: CommandModule<object, Args> = {
     const t0 = performance.now();
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
     if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
-    const model = await loadModel(modelPath);
+    const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });
     const tg = performance.now();

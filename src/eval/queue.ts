@@ -168,25 +168,27 @@ export class QueueRunner implements TaskRunner {
     if (!p || p.checking) return;
     p.checking = true;
     try {
-      const job = await this.queue.getJob(id);
-      if (!job) {
+      // The state first, then the job: a job read before its state could predate its result.
+      const state = await this.queue.getJobState(id);
+      if (state === 'unknown') {
         await this.add(id, p.data);
         return;
       }
-      const state = await job.getState();
-      if (state === 'completed') this.finish(id, job.returnvalue);
-      else if (state === 'failed') {
-        if (job.failedReason?.startsWith(SPEC_FAILURE)) {
-          this.pending.delete(id);
-          p.fail(new InputError(`${job.failedReason.slice(SPEC_FAILURE.length)}; the search stopped: fix the worker (or its --model-root) and resume it`));
-        } else if (!p.retried) {
-          // Failed before this session (a resumed run): one more round of attempts.
-          p.retried = true;
-          await job.retry('failed');
-        } else {
-          this.pending.delete(id);
-          p.settle({ status: 'crash', error: job.failedReason ?? 'job failed', seconds: 0 });
-        }
+      if (state !== 'completed' && state !== 'failed') return;
+      const job = await this.queue.getJob(id);
+      if (!job) return;
+      if (state === 'completed') {
+        if (job.returnvalue) this.finish(id, job.returnvalue);
+      } else if (job.failedReason?.startsWith(SPEC_FAILURE)) {
+        this.pending.delete(id);
+        p.fail(new InputError(`${job.failedReason.slice(SPEC_FAILURE.length)}; the search stopped: fix the worker (or its --model-root) and resume it`));
+      } else if (!p.retried) {
+        // Failed before this session (a resumed run): one more round of attempts.
+        p.retried = true;
+        await job.retry('failed');
+      } else {
+        this.pending.delete(id);
+        p.settle({ status: 'crash', error: job.failedReason ?? 'job failed', seconds: 0 });
       }
     } catch {
       // Redis away: the sweep looks again.

@@ -1,13 +1,13 @@
 /**
  * The dashboard's JSON API. Each answer is read inside one read transaction, so it is a
- * consistent snapshot while a search commits; answers about one database are cached until
- * that database changes (the correlation analysis is quadratic in the individuals).
+ * consistent snapshot while a search commits; the scatter is cached until its database
+ * changes, and the correlation analysis comes from a worker thread (analysis.ts).
  */
 import type { DB } from '../store/schema.ts';
-import { baselines, curve, FEATURES, featureRows, fidelityPairs } from '../store/queries.ts';
-import { buildReport } from '../store/report.ts';
-import { candidate, failures, latexOf, paretoFront, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
+import { baselines, curve, FEATURES, fidelityPairs, leaderboard } from '../store/queries.ts';
+import { candidate, failures, featurePoints, latexOf, paretoPlot, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
 import type { Source } from './sources.ts';
+import type { Analyses } from './analysis.ts';
 
 export class HttpError extends Error {
   constructor(
@@ -24,20 +24,20 @@ const RECENT = 15;
 type Params = URLSearchParams;
 
 /** The answer to GET /api/<name>?<params>. */
-export function apiAnswer(sources: readonly Source[], name: string, params: Params, cache: AnswerCache): unknown {
+export function apiAnswer(sources: readonly Source[], name: string, params: Params, cache: AnswerCache, analyses: Analyses): unknown {
   switch (name) {
     case 'overview':
       return sources.map((s) => ({ db: s.key, label: s.label, path: s.path, version: s.version, ...snapshot(s.db, () => ({ runs: runSummaries(s.db), workers: queueWorkers(s.db) })) }));
     case 'run': {
       const [s, run] = sourceRun(sources, params);
-      return cache.get(s, `run ${run}`, () => runAnswer(s, run));
+      return runAnswer(s, run, analyses);
     }
     case 'scatter': {
       const [s, run] = sourceRun(sources, params);
       const feature = params.get('feature') ?? '';
       if (!(FEATURES as readonly string[]).includes(feature)) throw new HttpError(400, `feature must be one of ${FEATURES.join(', ')}`);
       return cache.get(s, `scatter ${run} ${feature}`, () =>
-        snapshot(s.db, () => ({ feature, points: featureRows(s.db, run).map((r) => ({ id: r.id, x: r.features[feature]!, ppl: r.ppl })) })),
+        snapshot(s.db, () => ({ feature, points: featurePoints(s.db, run, feature) })),
       );
     }
     case 'candidate': {
@@ -54,26 +54,24 @@ export function apiAnswer(sources: readonly Source[], name: string, params: Para
   }
 }
 
-function runAnswer(s: Source, run: number): unknown {
-  return snapshot(s.db, () => {
-    const report = buildReport(s.db, s.path, { run, top: LEADERBOARD });
-    return {
-      db: s.key,
-      label: s.label,
-      summary: runSummaryById(s.db, run),
-      leaderboard: report.leaderboard.map((b) => ({ ...b, latex: latexOf(b.infix) })),
-      baselines: report.baselines,
-      curve: report.curve,
-      correlations: report.correlations,
-      principles: report.principles,
-      features: FEATURES,
-      pareto: paretoFront(s.db, run),
-      fidelity: fidelityPairs(s.db, run),
-      recent: recentIndividuals(s.db, run, RECENT),
-      failures: failures(s.db, run, RECENT),
-      workerLoad: workerLoad(s.db, run),
-    };
-  });
+function runAnswer(s: Source, run: number, analyses: Analyses): unknown {
+  const { analysis, error } = analyses.latest(s, run);
+  return snapshot(s.db, () => ({
+    db: s.key,
+    label: s.label,
+    analysis: analysis && { correlations: analysis.correlations, principles: analysis.principles, current: analysis.version === s.version, ms: analysis.ms },
+    analysisError: error,
+    summary: runSummaryById(s.db, run),
+    leaderboard: leaderboard(s.db, run, LEADERBOARD).map((b) => ({ ...b, latex: latexOf(b.infix) })),
+    baselines: baselines(s.db, run),
+    curve: curve(s.db, run),
+    features: FEATURES,
+    pareto: paretoPlot(s.db, run),
+    fidelity: fidelityPairs(s.db, run),
+    recent: recentIndividuals(s.db, run, RECENT),
+    failures: failures(s.db, run, RECENT),
+    workerLoad: workerLoad(s.db, run),
+  }));
 }
 
 /** Several runs, possibly from different databases: summaries and curves to lay side by side. */

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../errors.ts';
 import { AnswerCache, apiAnswer, HttpError } from './api.ts';
+import { Analyses } from './analysis.ts';
 import { pollChanges, type Source } from './sources.ts';
 import { dashboardRoots, readStatic, type StaticRoot } from './static-files.ts';
 
@@ -47,6 +48,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       for (const r of streams) r.write(msg);
     }
   };
+  // A finished analysis is news for the pages showing that database, as a commit is.
+  const analyses = new Analyses((s) => broadcast([s]));
 
   const server = createServer((req, res) => {
     try {
@@ -65,7 +68,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     }
     // A page elsewhere that rebinds its own name to 127.0.0.1 would send its own Host: refuse it.
     if (loopback && !isLoopback(hostName(req.headers.host ?? ''))) throw new HttpError(403, 'Host header is not a loopback name');
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     if (path === '/') return sendFile(res, roots.page, 'index.html');
     if (path.startsWith('/static/')) return sendFile(res, roots.page, path.slice('/static/'.length));
     if (path.startsWith('/vendor/chart/')) return sendFile(res, roots.chart, path.slice('/vendor/chart/'.length));
@@ -73,7 +77,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (path === '/api/events') return openStream(req, res);
     if (path.startsWith('/api/')) {
       broadcast(pollChanges(o.sources)); // answer from what is committed now, not at the last tick
-      const answer = apiAnswer(o.sources, path.slice('/api/'.length), new URL(req.url ?? '/', 'http://localhost').searchParams, cache);
+      const answer = apiAnswer(o.sources, path.slice('/api/'.length), url.searchParams, cache, analyses);
       return send(res, 200, 'application/json; charset=utf-8', toJson(answer), { 'Cache-Control': 'no-store' });
     }
     throw new HttpError(404, 'not found');
@@ -81,6 +85,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   function openStream(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+    if (req.method === 'HEAD') return void res.end();
     res.write(`retry: 2000\nevent: hello\ndata: ${JSON.stringify(o.sources.map((s) => ({ db: s.key, version: s.version })))}\n\n`);
     streams.add(res);
     req.on('close', () => streams.delete(res));
@@ -88,7 +93,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') fail(new InputError(`--port ${o.port}: already in use on ${o.host}`));
+      if (e.code === 'EADDRINUSE') fail(new InputError(`--port ${o.port}: already in use on ${o.host} (choose another, or 0 for any free port)`));
       else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') fail(new InputError(`--host ${o.host}: not an address of this machine`));
       else if (e.code === 'EACCES') fail(new InputError(`--port ${o.port}: not allowed (ports below 1024 need privileges)`));
       else fail(e);
@@ -110,7 +115,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         for (const r of streams) r.end();
         server.close(() => ok());
         server.closeAllConnections();
-      }),
+      }).then(() => analyses.close()),
   };
 }
 

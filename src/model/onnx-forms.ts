@@ -60,7 +60,7 @@ function inlineCacheBranches(g: GraphProto): { nodes: NodeProto[]; initializers:
     initializers.push(...(branch.initializer ?? []));
     (branch.output ?? []).forEach((o, i) => {
       const target = n.output?.[i];
-      if (target) nodes.push(node('Identity', [o.name ?? ''], [target], `${n.name}/inlined_output_${i}`));
+      if (target && target !== o.name) nodes.push(node('Identity', [o.name ?? ''], [target], `${n.name}/inlined_output_${i}`));
     });
   }
   return { nodes, initializers };

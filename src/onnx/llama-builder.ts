@@ -32,6 +32,26 @@ export interface BuildLlamaOptions {
    * once (as initializers), not twice. The caller's map is emptied.
    */
   consume?: boolean;
+  /**
+   * Build the graph without weight data: every weight initializer is a stub with its
+   * name, type and [in, out] / PyTorch dims, marked external, for a source that reads
+   * the bytes one tensor at a time (a checkpoint too large to hold; `weights` unused).
+   */
+  skeleton?: boolean;
+  /**
+   * A KV cache as Hugging Face Optimum exports it: 'past' adds inputs
+   * `past_key_values.N.key/.value` [batch, kvHeads, past, headDim] (attention_mask then
+   * spans past + seq) and outputs `present.N.key/.value`; 'present' gives the outputs
+   * only (Optimum's no-past decoder). Default: no cache.
+   */
+  cache?: 'past' | 'present';
+}
+
+/** The location skeleton stubs carry: their bytes live in the checkpoint, not in an ONNX data file. */
+export const SKELETON_LOCATION = 'symprune-skeleton';
+
+function stubTensor(name: string, dims: number[]): TensorProto {
+  return { name, dims, dataType: DataType.FLOAT, dataLocation: 1, externalData: [{ key: 'location', value: SKELETON_LOCATION }] };
 }
 
 /** First number torch-generated MatMul initializer names count from. */
@@ -133,7 +153,7 @@ class GraphWriter {
 /** Build the ONNX graph of a LLaMA decoder from its config and PyTorch-layout weights. */
 export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: BuildLlamaOptions = {}): ModelProto {
   const c = validateLlamaConfig(config);
-  checkLlamaWeights(c, weights);
+  if (!opts.skeleton) checkLlamaWeights(c, weights);
   const names = llamaInitializerNames(c, opts.weightNames ?? 'module');
   const shapes = new Map(llamaWeightSpecs(c).map((s) => [s.name, s]));
   const g = new GraphWriter();
@@ -144,7 +164,9 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     const spec = shapes.get(hfName)!;
     const data = weights.get(hfName)!;
     const name = names.get(hfName)!;
-    if (spec.kind === 'linear') {
+    if (opts.skeleton) {
+      g.initializers.push(stubTensor(name, spec.kind === 'linear' ? [spec.shape[1]!, spec.shape[0]] : [...spec.shape]));
+    } else if (spec.kind === 'linear') {
       const [out, inp] = spec.shape as [number, number];
       g.initializers.push(floatTensor(name, [inp, out], transposeInto(data, out, inp)));
     } else {
@@ -155,7 +177,7 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   };
   // A tied head multiplies by the embedding: stored as its own [dim, vocab] initializer
   // (graphs keep MatMul weights [in, out]), taken before the embedding may be consumed.
-  const tiedHead = c.tieWordEmbeddings ? floatTensor('lm_head.weight', [c.dim, c.vocabSize], transposeInto(weights.get('model.embed_tokens.weight')!, c.vocabSize, c.dim)) : null;
+  const tiedHead = c.tieWordEmbeddings && opts.skeleton ? stubTensor('lm_head.weight', [c.dim, c.vocabSize]) : c.tieWordEmbeddings ? floatTensor('lm_head.weight', [c.dim, c.vocabSize], transposeInto(weights.get('model.embed_tokens.weight')!, c.vocabSize, c.dim)) : null;
 
   const rmsNorm = (x: string, scope: string, hfName: string): string => {
     const p = g.op('Pow', [x, g.f32(2)], scope);
@@ -180,9 +202,19 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   // Causal + padding mask [batch, 1, seq, seq]: 0 where attended, MASK_MIN elsewhere
   // (selected with Where, never summed, so a fully padded row stays finite).
   const shape = g.op('Shape', ['input_ids'], '/model');
-  const ss = g.op('Gather', [shape, g.i64([1, 1])], '/model', { axis: 0 });
-  const filled = g.op('ConstantOfShape', [ss], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
-  const causal = g.op('Trilu', [filled, g.i64([1], true)], '/model', { upper: 1 });
+  let causal: string;
+  if (opts.cache === 'past') {
+    // [seq, past + seq], masked above the diagonal shifted right by past.
+    const total = g.op('Gather', [g.op('Shape', ['attention_mask'], '/model'), g.i64([1])], '/model', { axis: 0 });
+    const rows = g.op('Gather', [shape, g.i64([1])], '/model', { axis: 0 });
+    const filled = g.op('ConstantOfShape', [g.op('Concat', [rows, total], '/model', { axis: 0 })], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
+    const shift = g.op('Squeeze', [g.op('Add', [g.op('Sub', [total, rows], '/model'), g.i64([1])], '/model'), g.i64([0])], '/model');
+    causal = g.op('Trilu', [filled, shift], '/model', { upper: 1 });
+  } else {
+    const ss = g.op('Gather', [shape, g.i64([1, 1])], '/model', { axis: 0 });
+    const filled = g.op('ConstantOfShape', [ss], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
+    causal = g.op('Trilu', [filled, g.i64([1], true)], '/model', { upper: 1 });
+  }
   const padded = g.op('Equal', ['attention_mask', g.i64([0], true)], '/model');
   const padded4 = g.op('Unsqueeze', [padded, g.i64([1, 2])], '/model');
   const mask = g.op('Where', [padded4, g.f32(MASK_MIN), causal], '/model');
@@ -213,8 +245,15 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     const xn = rmsNorm(h, `${L}/input_layernorm`, `model.layers.${i}.input_layernorm.weight`);
     const heads = (x: string, n: number): string => g.op('Transpose', [g.op('Reshape', [x, g.i64([0, 0, n, hd])], A)], A, { perm: [0, 2, 1, 3] });
     const q = rotary(heads(linear(xn, `model.layers.${i}.self_attn.q_proj`), c.heads), A);
-    const k = repeatKv(rotary(heads(linear(xn, `model.layers.${i}.self_attn.k_proj`), c.kvHeads), A), A);
-    const v = repeatKv(heads(linear(xn, `model.layers.${i}.self_attn.v_proj`), c.kvHeads), A);
+    let kc = rotary(heads(linear(xn, `model.layers.${i}.self_attn.k_proj`), c.kvHeads), A);
+    let vc = heads(linear(xn, `model.layers.${i}.self_attn.v_proj`), c.kvHeads);
+    if (opts.cache) {
+      const past = opts.cache === 'past';
+      kc = g.op(past ? 'Concat' : 'Identity', past ? [`past_key_values.${i}.key`, kc] : [kc], A, past ? { axis: 2 } : {}, `present.${i}.key`);
+      vc = g.op(past ? 'Concat' : 'Identity', past ? [`past_key_values.${i}.value`, vc] : [vc], A, past ? { axis: 2 } : {}, `present.${i}.value`);
+    }
+    const k = repeatKv(kc, A);
+    const v = repeatKv(vc, A);
     const scores = g.op('MatMul', [q, g.op('Transpose', [k], A, { perm: [0, 1, 3, 2] })], A);
     const scaled = g.op('Mul', [scores, g.f32(1 / Math.sqrt(hd))], A);
     const probs = g.op('Softmax', [g.op('Add', [scaled, mask], A)], A, { axis: -1 });
@@ -234,15 +273,18 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   if (tiedHead) g.initializers.push(tiedHead);
   g.op('MatMul', [hn, tiedHead ? 'lm_head.weight' : weight('lm_head.weight')], '/lm_head', {}, 'logits');
 
+  const cacheInfo = (kind: string, len: string) =>
+    Array.from({ length: c.layers }, (_, i) => ['key', 'value'].map((kv) => valueInfo(`${kind}.${i}.${kv}`, DataType.FLOAT, ['batch', c.kvHeads, len, hd]))).flat();
   return makeModel({
     name: 'main_graph',
     node: g.nodes,
     initializer: g.initializers,
     input: [
       valueInfo('input_ids', DataType.INT64, ['batch', 'seq']),
-      valueInfo('attention_mask', DataType.INT64, ['batch', 'seq']),
+      valueInfo('attention_mask', DataType.INT64, ['batch', opts.cache === 'past' ? 'total_seq' : 'seq']),
       valueInfo('position_ids', DataType.INT64, ['batch', 'seq']),
+      ...(opts.cache === 'past' ? cacheInfo('past_key_values', 'past_seq') : []),
     ],
-    output: [valueInfo('logits', DataType.FLOAT, ['batch', 'seq', c.vocabSize])],
+    output: [valueInfo('logits', DataType.FLOAT, ['batch', 'seq', c.vocabSize]), ...(opts.cache ? cacheInfo('present', 'total_seq') : [])],
   });
 }

@@ -4,6 +4,7 @@
  * metric has its yardsticks measured on the same model, data and machine.
  * G (and, one-shot, X) is computed once on the dense model and shared by the methods.
  */
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
@@ -11,13 +12,15 @@ import { loadTokens } from '../../data/dataset.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel } from './prune.ts';
+import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel, metricFromArg } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
+import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
+import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   sparsity: number;
@@ -33,6 +36,16 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
+  metric?: string;
+}
+
+/** `acc ± se | acc_norm ± se |` cells of each task, in percent. */
+function taskCells(r: Record<string, TaskResult> | undefined): string {
+  const pct = (v: number, se: number) => `${(100 * v).toFixed(1)} ± ${(100 * se).toFixed(1)}`;
+  return Object.values(r ?? {})
+    .map((t) => ` ${pct(t.acc, t.acc_stderr)} | ${pct(t.acc_norm, t.acc_norm_stderr)} |`)
+    .join('');
 }
 
 /** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
@@ -50,40 +63,52 @@ export interface BaselineRow {
   sparsity: number;
   pruneSeconds: number;
   evalSeconds: number;
+  /** Zero-shot tasks (--task; default the shipped Brown tasks). */
+  tasks?: Record<string, TaskResult>;
 }
 
 export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    allocationFlags(y)
+    deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
+      .option('metric', { type: 'string', describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' })
       .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and evaluation) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     const t0 = performance.now();
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const allocation = allocationFromArgs(a, pattern);
     const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];
+    const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
+    const metricRows = a.metric !== undefined ? ['metric', ...(owlRows ? ['metric+owl'] : [])] : [];
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows];
+    const metric = a.metric !== undefined ? metricFromArg(a.metric) : null;
+    if (names.some((n) => n.replace(/\+owl$/, '') === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
     if (names.length === 0) throw new InputError('--methods: empty list');
     if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
-    const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
+    const methods = rowSpecs.map((r) => (r.name.replace(/\+owl$/, '') === 'metric' ? metric! : baselineMethod(r.name.replace(/\+owl$/, ''))));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
+    const tasks = tasksFromArgs(a.task, true);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
+    const tok = taskTokenizer(tasks, tokenizerPath);
     const model = await loadModelGraph(described);
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
@@ -94,7 +119,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       if (!a.json && process.stderr.isTTY) process.stderr.write(s + '\n');
     };
 
-    const dense = await evaluateModel(model, evalOpts);
+    const scoreAll = async (m: typeof model) => (tok ? await scoreTasks(m, tok, tasks, { threads: a.threads }) : undefined);
+    const dense = { ...(await evaluateModel(model, evalOpts)), tasks: await scoreAll(model) };
     log(`dense: ppl ${dense.ppl.toFixed(3)}`);
     const tg = performance.now();
     const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows, { threads: a.threads }) : null;
@@ -123,7 +149,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       });
       bar.done();
       const ev = await evaluateModel(pruned, evalOpts);
-      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
+      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds, tasks: await scoreAll(pruned) });
       log(`${row.name}: ppl ${ev.ppl.toFixed(3)}`);
     }
     const out = {
@@ -132,10 +158,12 @@ export const baselinesCommand: CommandModule<object, Args> = {
       pattern: pattern.kind === 'nm' ? `${pattern.n}:${pattern.m}` : 'unstructured',
       calibration: { mode, data: a.data ?? DEFAULT_CALIBRATION_DATA, nsamples: windows.length, seqlen: a.seqlen },
       eval: { data: 'brown:test', tokens: dense.tokens, seqlen: a.seqlen },
-      dense: { ppl: dense.ppl, seconds: dense.seconds },
+      dense: { ppl: dense.ppl, seconds: dense.seconds, tasks: dense.tasks },
       /** G is computed once on the dense model and shared by gblm and pruner-zero (not in their prune seconds). */
       gradientSeconds: G ? gradientSeconds : 0,
       methods: rows,
+      metric: metric?.label ?? null,
+      allocation: rowSpecs.some((r) => r.allocation.kind === 'owl') ? { owlM: a['owl-m'], owlLambda: a['owl-lambda'] } : null,
       seconds: (performance.now() - t0) / 1000,
     };
     if (a.json) {
@@ -145,10 +173,10 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const lines = [
       `brown:test perplexity, ${out.pattern} at ${(100 * a.sparsity).toFixed(0)}% (${mode} calibration, ${windows.length} x ${a.seqlen} tokens of ${out.calibration.data}; ${dense.tokens} test tokens)`,
       '',
-      '| method | perplexity | sparsity | prune s |',
-      '| --- | ---: | ---: | ---: |',
-      `| dense | ${dense.ppl.toFixed(2)} | 0.00% | - |`,
-      ...rows.map((r) => `| ${r.method} | ${r.ppl.toFixed(2)} | ${(100 * r.sparsity).toFixed(2)}% | ${r.pruneSeconds.toFixed(1)} |`),
+      `| method | perplexity | sparsity | prune s |${tasks.map((t) => ` ${t.name} acc | acc_norm |`).join('')}`,
+      `| --- | ---: | ---: | ---: |${tasks.map(() => ' ---: | ---: |').join('')}`,
+      `| dense | ${dense.ppl.toFixed(2)} | 0.00% | - |${taskCells(dense.tasks)}`,
+      ...rows.map((r) => `| ${r.method} | ${r.ppl.toFixed(2)} | ${(100 * r.sparsity).toFixed(2)}% | ${r.pruneSeconds.toFixed(1)} |${taskCells(r.tasks)}`),
       ...(G ? ['', `G (gradients on the dense model, shared by gblm and pruner-zero): ${gradientSeconds.toFixed(1)} s, not included above`] : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');

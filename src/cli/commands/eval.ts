@@ -6,11 +6,15 @@
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModelGraph, resolveModel } from '../../model/load.ts';
-import { progress } from '../progress.ts';
+import { modelPerplexity, sourceVocabSize } from '../../eval/perplexity-stream.ts';
+import { resolveModel } from '../../model/load.ts';
+import { openModelSource } from '../../model/source.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
+import { progress, type Progress } from '../progress.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   data: string;
   tokenizer?: string;
@@ -19,6 +23,7 @@ interface Args {
   batchSize?: number;
   threads?: number;
   json?: boolean;
+  task?: string[];
 }
 
 export const DEFAULT_EVAL_DATA = 'brown:test';
@@ -27,7 +32,7 @@ export const evalCommand: CommandModule<object, Args> = {
   command: 'eval',
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
-    y
+    deviceFlags(taskFlag(y, false))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
@@ -40,27 +45,47 @@ export const evalCommand: CommandModule<object, Args> = {
     if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
     if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
     if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
-    const model = await loadModelGraph(described);
-    const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
-    const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: evaluator.vocabSize });
-    const windows = Math.floor(Math.min(tokens.length, a.maxTokens ?? Infinity) / a.seqlen);
-    const bar = progress('eval windows', windows);
+    const tasks = tasksFromArgs(a.task, false);
+    const tok = taskTokenizer(tasks, tokenizerPath);
+    const source = await openModelSource(described);
     let r;
     try {
-      r = await evaluator.evaluate(tokens, { seqlen: a.seqlen, maxTokens: a.maxTokens, batchSize: a.batchSize, onProgress: (d) => bar.update(d) });
+      const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: sourceVocabSize(source) || undefined });
+      let bar: Progress | null = null;
+      try {
+        r = await modelPerplexity(source, tokens, {
+          seqlen: a.seqlen,
+          maxTokens: a.maxTokens,
+          batchSize: a.batchSize,
+          threads: a.threads,
+          maxMemory,
+          loadAll: async () => (await source.loadAll()).model,
+          onProgress: (d, n) => (bar ??= progress('eval', n)).update(d),
+        });
+      } catch (e) {
+        if (e instanceof InputError) throw new InputError(`--data ${a.data}: ${e.message}`);
+        throw e;
+      } finally {
+        (bar as Progress | null)?.done();
+      }
     } catch (e) {
-      if (e instanceof InputError) throw new InputError(`--data ${a.data}: ${e.message}`);
+      await source.close();
       throw e;
-    } finally {
-      bar.done();
-      await evaluator.release();
     }
+    const taskBar = progress('zero-shot items', tasks.reduce((n, t) => n + t.items.length, 0));
+    let before = 0;
+    // Zero-shot scoring runs the whole model (it needs every window's logits).
+    const scored = tok ? await scoreTasks((await source.loadAll()).model, tok, tasks, { threads: a.threads, onItem: (_t, d, n) => (taskBar.update(before + d), d === n && (before += n)) }) : null;
+    taskBar.done();
+    await source.close();
     if (a.json) {
-      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data }) + '\n');
+      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, streamed: r.streamed, data: a.data, ...(scored ? { tasks: scored } : {}) }) + '\n');
     } else {
-      process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s)\n`);
+      if (scored) process.stdout.write(formatTasks(scored) + '\n');
+      process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s${r.streamed ? ', block by block' : ''})\n`);
     }
   },
 };

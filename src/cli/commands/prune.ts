@@ -11,19 +11,25 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModelForms, resolveModel } from '../../model/load.ts';
-import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
+import { fileOrModelPerplexity } from '../../eval/perplexity-stream.ts';
+import { resolveModel } from '../../model/load.ts';
+import { loadModel } from '../../onnx/model-io.ts';
+import { outputFormat } from '../../model/write.ts';
+import { openModelSource } from '../../model/source.ts';
+import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/prune-file.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
 import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { prunableLayers, type CalibrationMode } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   format?: string;
@@ -44,6 +50,7 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
 }
 
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
@@ -101,16 +108,15 @@ export function checkCalibrationMode(mode: string): CalibrationMode {
   return mode;
 }
 
-/** Perplexity of an in-memory model on brown:test (or another spec; tokens may be preloaded). */
+/** Perplexity on brown:test (or another spec; tokens may be preloaded) of a model in memory or a model file, block by block when it exceeds maxMemory. */
 export async function evaluateModel(
-  model: ModelProto,
-  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number },
+  model: ModelProto | string,
+  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number; maxMemory?: number },
 ): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
   const data = opts.data ?? 'brown:test';
-  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize: modelVocabSize(model) }));
-  const ev = await PerplexityEvaluator.create(model, { threads: opts.threads });
-  const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens });
-  await (ev as unknown as { release?: () => Promise<void> }).release?.();
+  const vocabSize = typeof model === 'string' ? undefined : modelVocabSize(model);
+  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize }));
+  const r = await fileOrModelPerplexity(model, tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, threads: opts.threads, maxMemory: opts.maxMemory ?? Infinity });
   return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
 }
 
@@ -118,7 +124,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    allocationFlags(y)
+    deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
@@ -128,8 +134,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
       .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' })
       .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and --eval) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' })
       .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
@@ -144,13 +150,19 @@ export const pruneCommand: CommandModule<object, Args> = {
     const mode = checkCalibrationMode(a.calibration);
     const allocation = allocationFromArgs(a, pattern);
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
+    const tasks = a.eval ? tasksFromArgs(a.task, true) : [];
+    const tok = taskTokenizer(tasks, tokenizerPath);
     const format = outputFormat(described, a.format);
 
-    const { model, original } = await loadModelForms(described);
+    const source = await openModelSource(described);
+    const model = source.model;
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -164,7 +176,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         : undefined;
       let bar: ReturnType<typeof progress> | null = null;
       let stage = '';
-      const result = await pruneModel(model, {
+      const { result, pruned } = await pruneModelSource(source, streamFileFor(format, outDir), {
+        maxMemory,
         method,
         sparsity: a.sparsity,
         pattern,
@@ -185,8 +198,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       });
       (bar as ReturnType<typeof progress> | null)?.done();
 
-      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
+      const evaluated = pruned.kind === 'memory' ? pruned.model : pruned.file;
+      const ppl = a.eval ? await evaluateModel(evaluated, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads, maxMemory }) : null;
+      // Zero-shot scoring runs the whole pruned model.
+      const whole = async () => (pruned.kind === 'memory' ? pruned.model : await loadModel(pruned.file));
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(await whole(), tok, tasks, { threads: a.threads }) } : ppl;
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writePrunedModel(described, pruned, format, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -202,19 +219,21 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      if (format === 'hf') await writePrunedModel(described, pruned, format, outDir, { 'prune.json': report });
       else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {
-        const ppl = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
+        const pplText = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
         process.stdout.write(
           `pruned ${result.layers.length} layers with ${result.label} (${result.pattern}, ${result.calibration}): ` +
-            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${ppl}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
+            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${pplText}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
         );
+        if (evalResult && 'tasks' in evalResult) process.stdout.write(formatTasks(evalResult.tasks) + '\n');
       }
     } finally {
       stats?.close();
+      await source.close();
     }
   },
 };

@@ -1,5 +1,6 @@
 /** `symprune search`: evolve pruning metrics on a model, logging everything to SQLite. */
 import { resolve } from 'node:path';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
@@ -7,9 +8,10 @@ import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts
 import { queueRunner, type Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
+import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { progress, type Progress } from '../progress.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   sparsity?: number;
@@ -121,7 +123,7 @@ export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
-    y
+    deviceFlags(y, true)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
@@ -148,8 +150,12 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('queue', { type: 'string', describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' })
       .option('json', { type: 'boolean', describe: 'print one JSON line at the end' }) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
+    // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.
+    const cal = calibrationShape({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen });
+    if (cal.samples) ({ nsamples: a.nsamples, seqlen: a.seqlen } = cal);
     const requested: Partial<Omit<SearchSettings, 'modelSha256' | 'gp'>> = {
       sparsity: a.sparsity,
       pattern: a.pattern,

@@ -5,15 +5,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModelGraph, resolveModel } from '../../model/load.ts';
+import { resolveModel } from '../../model/load.ts';
+import { openModelSource } from '../../model/source.ts';
 import { progress } from '../progress.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   data?: string;
@@ -28,35 +30,41 @@ export const statsCommand: CommandModule<object, Args> = {
   command: 'stats',
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
-    y
+    deviceFlags(y)
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
+      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
+      .option('seqlen', { type: 'number', describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
       .option('out', { type: 'string', demandOption: true, describe: 'output FILE.safetensors' })
       .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
       .option('json', { type: 'boolean', describe: 'print a JSON summary' }) as never,
   handler: async (a) => {
     const t0 = performance.now();
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
     if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
-    const model = await loadModelGraph(described);
-    const layers = prunableLayers(model);
-    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });
+    const source = await openModelSource(described);
+    const layers = prunableLayers(source.model);
+    checkGradientMemory(source, maxMemory);
+    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
     const tg = performance.now();
     const gbar = progress('G', windows.length);
+    const model = (await source.loadAll()).model;
     const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
     gbar.done();
     const gradSeconds = (performance.now() - tg) / 1000;
     const tx = performance.now();
     const bar = progress('X', windows.length);
-    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d) => bar.update(d) });
+    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
+    await source.close();
     bar.done();
     const xSeconds = (performance.now() - tx) / 1000;
     fs.mkdirSync(path.dirname(out), { recursive: true });

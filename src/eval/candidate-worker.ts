@@ -50,6 +50,8 @@ export interface LoadedJob {
   batchSize?: number;
   sparsity: number;
   pattern: Pattern;
+  /** Sparsity of each layer (a layer-wise allocation such as OWL's); absent: `sparsity` everywhere. */
+  layerSparsity?: number[];
 }
 
 /**
@@ -219,7 +221,7 @@ export class CandidateWorker {
     let allNaN: string | null = null;
     this.job.layers.forEach((l, i) => {
       const scores = score({ rows: l.out, cols: l.in, weight: l.weight, X: l.X, G: l.G }, l);
-      const res = maskScores(scores, l.out, l.in, { ...this.spec, grouping });
+      const res = maskScores(scores, l.out, l.in, { ...this.spec, grouping, sparsity: this.job.layerSparsity?.[i] ?? this.spec.sparsity });
       nanCount += res.nanCount;
       if (res.nanCount === l.out * l.in && allNaN === null) allNaN = l.name;
       const dst = bits.subarray(this.layout.offsets[i]!, this.layout.offsets[i]! + Math.ceil((l.out * l.in) / 8));

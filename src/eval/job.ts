@@ -26,6 +26,8 @@ export interface JobSpec {
   seqlen: number;
   sparsity: number;
   pattern: string;
+  /** Sparsity of each layer under the run's allocation (OWL); absent: uniform. */
+  layerSparsity?: number[];
 }
 
 /** The worker cannot satisfy a job (a file it cannot find, or data that hash differently): retrying elsewhere is the fix, not retrying here. */
@@ -151,7 +153,7 @@ export function workerInit(
   layers: PrunableLayer[],
   stats: { G: Map<string, Float32Array>; X: Map<string, Float32Array> },
   tokens: Int32Array,
-  s: { seqlen: number; sparsity: number; pattern: string },
+  s: { seqlen: number; sparsity: number; pattern: string; layerSparsity?: number[] },
   threads?: number,
 ): WorkerInit {
   const bytes = encodeModel(model);
@@ -173,6 +175,7 @@ export function workerInit(
     seqlen: s.seqlen,
     sparsity: s.sparsity,
     pattern: parsePattern(s.pattern, s.sparsity),
+    ...(s.layerSparsity ? { layerSparsity: s.layerSparsity } : {}),
     threads,
   };
 }

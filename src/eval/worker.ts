@@ -21,6 +21,8 @@ export interface WorkerInit {
   batchSize?: number;
   sparsity: number;
   pattern: Pattern;
+  /** Sparsity of each layer (a layer-wise allocation such as OWL's); absent: `sparsity` everywhere. */
+  layerSparsity?: number[];
   /** onnxruntime intra-op threads of each thread's session (default 1: the pool's threads are the parallelism). */
   threads?: number;
   /** Execution provider of the sessions (default cpu). */

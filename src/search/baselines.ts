@@ -51,7 +51,7 @@ export async function runBaselines(
       ? data.windows
       : await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath, vocabSize: modelVocabSize(data.model), seed: CALIBRATION_SEED });
     const m = cloneModel(data.model);
-    await pruneModel(m, { method: baselineMethod('sparsegpt'), sparsity: s.sparsity, pattern: data.pattern, calibration: 'one-shot', windows, layers: data.layers });
+    await pruneModel(m, { method: baselineMethod('sparsegpt'), sparsity: s.sparsity, pattern: data.pattern, calibration: 'one-shot', windows, layers: data.layers, ...(data.blockSparsity.size ? { blockSparsity: data.blockSparsity } : {}) });
     const pruneSeconds = (performance.now() - t0) / 1000;
     if (runner.local) {
       const weights: Record<string, Float32Array> = {};

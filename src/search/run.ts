@@ -183,6 +183,7 @@ function newSettings(req: Partial<SearchSettings>, modelSha256: string, parallel
     seedKnown: req.seedKnown ?? d.seedKnown,
     baselines: req.baselines ?? d.baselines,
     ...(req.gp ? { gp: req.gp } : {}),
+    ...(req.allocation && req.allocation.kind !== 'uniform' ? { allocation: req.allocation } : {}),
   };
 }
 

@@ -50,6 +50,7 @@ export async function jobSpec(job: RunnerJob): Promise<JobSpec> {
     seqlen: s.seqlen,
     sparsity: s.sparsity,
     pattern: s.pattern,
+    ...(job.data.workerInit.layerSparsity ? { layerSparsity: job.data.workerInit.layerSparsity } : {}),
   };
 }
 

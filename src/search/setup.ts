@@ -10,11 +10,12 @@ import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { loadModelGraph, resolveModel } from '../model/load.ts';
-import type { PrunableLayer } from '../prune/discover.ts';
+import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
 import { SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
 import { parsePattern, type Pattern } from '../prune/score.ts';
+import { owlAllocation } from '../prune/allocation.ts';
 import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
@@ -102,6 +103,8 @@ export interface PreparedData {
   tokens: Int32Array;
   windows: Int32Array[];
   workerInit: WorkerInit;
+  /** Sparsity per decoder block under the run's allocation (uniform: empty). */
+  blockSparsity: Map<number, number>;
   statsFile: string;
   statsCached: boolean;
   statsSeconds: number;
@@ -155,8 +158,14 @@ export async function prepareData(
   const statsFile = cached ? source! : cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
-  const workerInitData = workerInit(model, layers, { G, X }, tokens, s);
-  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, statsFile, statsCached: cached, statsSeconds };
+  // OWL's allocation from the dense weights and X, once; every candidate and baseline is masked with it.
+  const blockSparsity =
+    s.allocation?.kind === 'owl'
+      ? owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, { sparsity: s.sparsity, m: s.allocation.m, lambda: s.allocation.lambda }).sparsity
+      : new Map<number, number>();
+  const layerSparsity = blockSparsity.size ? layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) : undefined;
+  const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity });
+  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds };
 }
 
 /** True when the cache file exists and was made for exactly these settings. */

@@ -10,6 +10,8 @@ import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../s
 import { resolveModel } from '../../model/load.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { progress, type Progress } from '../progress.ts';
+import { allocationFlags } from './prune.ts';
+import { parseAllocation } from '../../prune/allocation.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
@@ -37,6 +39,9 @@ interface Args extends DeviceArgs {
   'task-timeout'?: number;
   queue?: string;
   json?: boolean;
+  allocation?: string;
+  'owl-m': number;
+  'owl-lambda': number;
 }
 
 const d = SEARCH_DEFAULTS;
@@ -63,6 +68,7 @@ const FLAGS: SettingNames = {
   seedKnown: '--seed-known',
   baselines: '--baselines',
   gp: 'the GP options',
+  allocation: '--allocation',
   resume: '--resume',
   db: '--db',
   workers: '--workers',
@@ -123,7 +129,7 @@ export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
-    deviceFlags(y, true)
+    allocationFlags(deviceFlags(y, true))
       .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
       .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
       .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
@@ -174,6 +180,7 @@ export const searchCommand: CommandModule<object, Args> = {
       stats: a.stats === undefined ? undefined : resolve(a.stats),
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
+      allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']),
       baselines: a.baselines === undefined ? undefined : a.baselines === 'none' || a.baselines === '' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];

@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { InputError, check } from '../errors.ts';
 import { halfToFloat } from '../onnx/tensor.ts';
+import { removeStaleTemps, tempPath } from '../atomic-write.ts';
 import { statName, type LayerShape, type LayerStats, type StatsNeed } from './layer-stats.ts';
 
 export interface SafetensorInfo {
@@ -146,7 +146,8 @@ export function writeSafetensors(file: string, shapes: Array<{ name: string; sha
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const hb = Buffer.from(json, 'utf8');
-  const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.tmp`);
+  removeStaleTemps(file);
+  const tmp = tempPath(file);
   const fd = fs.openSync(tmp, 'w');
   try {
     const len = Buffer.alloc(8);

@@ -227,6 +227,7 @@ function migrate(path: string, db: DB, readonly: boolean): void {
   const v = schemaVersion(db);
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
   if (v === SCHEMA_VERSION) return;
+  if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
   if (readonly) throw new InputError(`${path}: schema ${v} is older than ${SCHEMA_VERSION}; open it once with \`symprune search --resume\` to migrate`);
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {

@@ -11,11 +11,13 @@ import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { resolveModel } from '../model-path.ts';
 import { progress } from '../progress.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, intFlag, modelFlag, numberFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { checkCalibrationMode, evaluateModel } from './prune.ts';
+import { CALIBRATION_MODES, checkCalibrationMode, checkEvalTokens, evaluateModel } from './prune.ts';
 
 interface Args {
   model?: string;
@@ -44,27 +46,28 @@ export const baselinesCommand: CommandModule<object, Args> = {
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
-      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
-      .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')} (default: all)` })
-      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
-      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' })
-      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
+      .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
+      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')} (default: all)` }))
+      .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot or sequential' }))
+      .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
+      .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and evaluation)' }))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: 'cap on evaluated brown:test tokens (at least one window of --seqlen)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
     const t0 = performance.now();
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
-    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    checkEvalTokens(a['eval-tokens'], a.seqlen);
     const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES];
     if (names.length === 0) throw new InputError('--methods: empty list');
     const methods = names.map((n) => baselineMethod(n));
     const { modelPath, tokenizerPath } = resolveModel(a.model);
     const model = await loadModel(modelPath);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });

@@ -10,6 +10,8 @@ import { PerplexityEvaluator } from '../../eval/perplexity.ts';
 import { loadModel } from '../../onnx/model-io.ts';
 import { resolveModel } from '../model-path.ts';
 import { progress } from '../progress.ts';
+import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, modelFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
 
 interface Args {
   model?: string;
@@ -29,20 +31,19 @@ export const evalCommand: CommandModule<object, Args> = {
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('seqlen', { type: 'number', default: 128, describe: 'tokens per window' })
-      .option('max-tokens', { type: 'number', describe: 'use only the first N tokens of the data' })
-      .option('batch-size', { type: 'number', describe: 'windows per onnxruntime run (default: by logits size, at most 16)' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('data', dataFlag('data', { default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' }))
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('seqlen', intFlag('seqlen', { min: 2, default: 128, describe: 'tokens per window' }))
+      .option('max-tokens', intFlag('max-tokens', { min: 2, describe: 'use only the first N tokens of the data' }))
+      .option('batch-size', intFlag('batch-size', { min: 1, max: 4096, describe: 'windows per onnxruntime run (default: by logits size, at most 16)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
-    if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
-    if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
-    if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
+    if (a.maxTokens !== undefined && a.maxTokens < a.seqlen) throw new InputError(`--max-tokens ${a.maxTokens}: fewer than one window of --seqlen ${a.seqlen}`);
     const { modelPath, tokenizerPath } = resolveModel(a.model);
     const model = await loadModel(modelPath);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
     const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: evaluator.vocabSize });
     const windows = Math.floor(Math.min(tokens.length, a.maxTokens ?? Infinity) / a.seqlen);

@@ -9,6 +9,7 @@ import { initializerStats } from '../../onnx/graph-edit.ts';
 import { DataType } from '../../onnx/proto.ts';
 import { discoverLayers } from '../../prune/discover.ts';
 import { resolveModel } from '../model-path.ts';
+import { booleanFlag, modelFlag } from '../validate.ts';
 
 interface Args {
   model?: string;
@@ -23,9 +24,9 @@ export const inspectCommand: CommandModule<object, Args> = {
   describe: 'list the prunable linear layers of a model ([out, in] shapes, parameters) and totals',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('all', { type: 'boolean', describe: 'also list lm_head and the token embedding' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('all', booleanFlag('also list lm_head and the token embedding'))
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
     const { modelPath } = resolveModel(a.model);
     const model = await loadModel(modelPath);

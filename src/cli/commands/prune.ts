@@ -14,8 +14,10 @@ import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
 import { resolveModel } from '../model-path.ts';
 import { progress } from '../progress.ts';
-import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
+import { METHOD_NAMES, baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
@@ -74,6 +76,13 @@ export function checkOutDir(out: string, modelPath: string, modelDir: string): s
   return dir;
 }
 
+export const CALIBRATION_MODES = ['one-shot', 'sequential'] as const;
+
+/** `--eval-tokens` must cover at least one window, or the perplexity is over nothing. */
+export function checkEvalTokens(evalTokens: number | undefined, seqlen: number): void {
+  if (evalTokens !== undefined && evalTokens < seqlen) throw new InputError(`--eval-tokens ${evalTokens}: fewer than one window of --seqlen ${seqlen}`);
+}
+
 export function checkCalibrationMode(mode: string): CalibrationMode {
   if (mode !== 'one-shot' && mode !== 'sequential') throw new InputError(`--calibration ${mode}: expected one-shot or sequential`);
   return mode;
@@ -97,28 +106,28 @@ export const pruneCommand: CommandModule<object, Args> = {
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
-      .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
-      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
-      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
-      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' })
-      .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' })
-      .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' })
-      .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
-      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print prune.json to stdout' }) as never,
+      .option('model', modelFlag())
+      .option('metric', stringFlag('metric', { describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' }))
+      .option('method', choiceFlag('method', METHOD_NAMES, { describe: 'baseline' }))
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
+      .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
+      .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' }))
+      .option('data', dataFlag('data', { describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
+      .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' }))
+      .option('stats', inputFileFlag('stats', { describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' }))
+      .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' }))
+      .option('eval', booleanFlag('measure brown:test perplexity of the pruned model'))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: 'cap on evaluated tokens (at least one window of --seqlen)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print prune.json to stdout')) as never,
   handler: async (a) => {
     const t0 = performance.now();
     // Flags first: nothing is loaded or written before they are all valid.
     if ((a.metric === undefined) === (a.method === undefined)) throw new InputError('give exactly one of --metric FILE|EXPR or --method NAME');
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
-    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    checkEvalTokens(a['eval-tokens'], a.seqlen);
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
     const outDir = checkOutDir(a.out, modelPath, dir);
@@ -131,6 +140,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.kind === 'sparsegpt' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
+      if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
       const windows = needWindows
         ? await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED })
         : undefined;
@@ -157,7 +167,9 @@ export const pruneCommand: CommandModule<object, Args> = {
       (bar as ReturnType<typeof progress> | null)?.done();
 
       const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      fs.mkdirSync(outDir, { recursive: true });
+      makeDirs(outDir);
+      const previous = path.join(outDir, 'model.onnx');
+      if (fs.existsSync(previous)) process.stderr.write(`symprune: note: replacing ${previous}\n`);
       const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
       if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
       const report = buildPruneReport(

@@ -10,7 +10,9 @@ import { InputError } from '../../errors.ts';
 import { loadModel } from '../../onnx/model-io.ts';
 import { resolveModel } from '../model-path.ts';
 import { progress } from '../progress.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { booleanFlag, checkSeqlen, dataFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
@@ -29,22 +31,20 @@ export const statsCommand: CommandModule<object, Args> = {
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', default: DEFAULT_NSAMPLES, describe: 'calibration windows' })
-      .option('seqlen', { type: 'number', default: DEFAULT_SEQLEN, describe: 'tokens per window' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output FILE.safetensors' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print a JSON summary' }) as never,
+      .option('model', modelFlag())
+      .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
+      .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window' }))
+      .option('out', outputFileFlag('out', { demandOption: true, ext: /\.safetensors$/i, extName: '.safetensors', describe: 'output FILE.safetensors' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print a JSON summary')) as never,
   handler: async (a) => {
     const t0 = performance.now();
-    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
-    if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
     const { modelPath, tokenizerPath } = resolveModel(a.model);
     const out = path.resolve(a.out);
-    if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
     const model = await loadModel(modelPath);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const layers = prunableLayers(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });
     const tg = performance.now();
@@ -57,7 +57,7 @@ export const statsCommand: CommandModule<object, Args> = {
     const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d) => bar.update(d) });
     bar.done();
     const xSeconds = (performance.now() - tx) / 1000;
-    fs.mkdirSync(path.dirname(out), { recursive: true });
+    makeDirs(path.dirname(out));
     writeStatsFile(out, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), {
       model: modelPath,
       data: a.data ?? DEFAULT_CALIBRATION_DATA,

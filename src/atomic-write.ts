@@ -1,0 +1,47 @@
+/**
+ * Files are written under a temporary name beside their target (`<target>.tmp-<pid>-<id>`)
+ * and renamed over it, so an interrupted write never leaves a half-written target. A write
+ * killed before its rename leaves the temporary file: the next write to the same target
+ * removes those whose writing process is gone.
+ */
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pidAlive } from './pid.ts';
+
+let counter = 0;
+
+/** A fresh temporary name for `target`, in its folder. */
+export function tempPath(target: string): string {
+  return `${resolve(target)}.tmp-${process.pid}-${Date.now().toString(36)}${(counter++).toString(36)}`;
+}
+
+/** Remove `<target>.tmp-<pid>-*` files left by processes that no longer run. */
+export function removeStaleTemps(target: string): void {
+  const dir = dirname(resolve(target));
+  const prefix = `${basename(target)}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // the folder does not exist yet: nothing left over
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1] ?? NaN);
+    if (!Number.isSafeInteger(pid) || pid === process.pid || pidAlive(pid)) continue; // not ours, or a write in progress
+    rmSync(join(dir, name), { force: true, recursive: true });
+  }
+}
+
+/** Write a whole file atomically (temporary file, then rename), cleaning leftovers of earlier writes first. */
+export function writeFileAtomicSync(target: string, data: string | Uint8Array): void {
+  removeStaleTemps(target);
+  const tmp = tempPath(target);
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, target);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}

@@ -19,9 +19,9 @@ import { BUNDLED_MODEL_DIR, REPO_ROOT } from '../src/cli/model-path.ts';
 import { EvalPool } from '../src/eval/pool.ts';
 import { CandidateEvaluator } from '../src/eval/fitness.ts';
 import type { MaskReply, PplReply } from '../src/eval/worker.ts';
-import { prepareData } from '../src/cli/search-setup.ts';
-import { runSearch } from '../src/cli/search-run.ts';
-import { SEARCH_DEFAULTS, shortTokens, type SearchSettings } from '../src/cli/search-settings.ts';
+import { prepareData } from '../src/search/setup.ts';
+import { runSearch } from '../src/search/run.ts';
+import { SEARCH_DEFAULTS, shortTokens, type SearchSettings } from '../src/search/settings.ts';
 import { canonicalHash, parseMetric, toInfix } from '../src/search-space/index.ts';
 import { openDatabase } from '../src/store/schema.ts';
 import { RunStore } from '../src/store/store.ts';
@@ -141,8 +141,8 @@ export async function run(): Promise<void> {
   const s = await runSearch({
     db,
     resume: false,
-    model: modelDir,
-    requested: { population: 12, iterations: 24, batch: 2, fitnessData, calibData, nsamples: 16, baselines: [], seed: 1 },
+    model: { modelPath: join(modelDir, 'model.onnx'), tokenizerPath: existsSync(join(modelDir, 'tokenizer.json')) ? join(modelDir, 'tokenizer.json') : undefined },
+    settings: { population: 12, iterations: 24, batch: 2, fitnessData, calibData, nsamples: 16, baselines: [], seed: 1 },
     workers: 2,
   });
   const d = openDatabase(db, { readonly: true });

@@ -19,7 +19,7 @@ import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { EvalPool, shared } from '../src/eval/pool.ts';
 import type { WorkerInit } from '../src/eval/worker.ts';
 import { parseMetric } from '../src/search-space/parse.ts';
-import { SEARCH_DEFAULTS } from '../src/cli/search-settings.ts';
+import { SEARCH_DEFAULTS } from '../src/search/settings.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };

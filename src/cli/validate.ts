@@ -217,9 +217,10 @@ export function checkOutputDir(what: string, p: string, shown = p): string {
   if (p.trim() === '') throw new InputError(`${what}: empty path`);
   const abs = path.resolve(p);
   const { dir, st } = existingAncestor(abs);
+  const itself = dir === abs && shown === p;
   p = shown;
   if (!st.isDirectory()) {
-    throw new InputError(dir === abs ? `${what} ${p}: exists and is not a folder` : `${what} ${p}: ${dir} is a file, not a folder`);
+    throw new InputError(itself ? `${what} ${p}: exists and is not a folder` : `${what} ${p}: ${dir} is a file, not a folder`);
   }
   checkCreatable(what, p, dir);
   return abs;
@@ -238,27 +239,7 @@ export function checkOutputFile(what: string, p: string, ext?: { re: RegExp; nam
   return abs;
 }
 
-/**
- * Make a folder and its missing parents one level at a time. Node's recursive mkdir spins
- * forever where mkdir answers ENOENT for an existing parent (/proc); this fails instead.
- */
-export function makeDirs(abs: string): void {
-  const missing: string[] = [];
-  let p = path.resolve(abs);
-  while (!statOrNull(p)) {
-    missing.push(p);
-    const up = path.dirname(p);
-    if (up === p) break;
-    p = up;
-  }
-  for (const d of missing.reverse()) {
-    try {
-      fs.mkdirSync(d);
-    } catch (e) {
-      if (errCode(e) !== 'EEXIST') throw new InputError(`cannot create folder ${d} (${errCode(e)})`);
-    }
-  }
-}
+export { makeDirs } from '../files.ts';
 
 // ---------------------------------------------------------------- the model and the machine
 

@@ -15,7 +15,7 @@
  * that want a document separator.
  */
 import { InputError } from '../errors.ts';
-import { writeFileAtomicSync } from '../atomic-write.ts';
+import { writeFileAtomicSync } from '../files.ts';
 
 /** GPT-2's pre-tokenizer pattern (the one Hugging Face's ByteLevel pre-tokenizer uses). */
 export const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;

@@ -29,7 +29,7 @@ import { toPrunerZeroJson } from '../search-space/print.ts';
 import type { Tree } from '../search-space/tree.ts';
 import { treeFeatures } from '../store/features.ts';
 import type { EvaluationRow, Fidelity, RunStore } from '../store/store.ts';
-import type { EvalPool, TaskOutcome } from './pool.ts';
+import type { TaskOutcome, TaskRunner } from './task-runner.ts';
 import type { MaskReply, PplReply, WorkerTask } from './worker.ts';
 
 export interface FitnessOptions {
@@ -87,7 +87,7 @@ export class CandidateEvaluator {
   private readonly maskFailures = new Map<string, MaskFailure>();
 
   constructor(
-    private readonly pool: EvalPool,
+    private readonly pool: TaskRunner,
     private readonly store: RunStore,
     readonly opts: FitnessOptions,
   ) {}
@@ -104,10 +104,7 @@ export class CandidateEvaluator {
     }
     const m = out.value;
     if (m.allNaN !== null) return { invalid: `scores are NaN for every weight of ${m.allNaN}` };
-    const seen = this.store.db
-      .prepare(`SELECT id FROM individuals WHERE run = ? AND fingerprint = ? AND hash != ? ORDER BY id LIMIT 1`)
-      .pluck()
-      .get(this.store.runId, m.fingerprint, meta.hash) as number | undefined;
+    const seen = this.store.firstWithFingerprint(m.fingerprint, meta.hash);
     const pendingDup = [...this.masks.entries()].some(([h, x]) => h !== meta.hash && x.fingerprint === m.fingerprint);
     if (seen !== undefined || pendingDup) {
       this.counters.maskDuplicates++;
@@ -200,10 +197,7 @@ export class CandidateEvaluator {
   record(r: CandidateRecord): void {
     this.store.tx(() => {
       // A shared individual has the masks of the one it shares with (equal canonical form or masks).
-      const fingerprint =
-        r.sharedWith !== null && !r.fingerprint
-          ? ((this.store.db.prepare(`SELECT fingerprint FROM individuals WHERE run = ? AND id = ?`).pluck().get(this.store.runId, r.sharedWith) as string | null) ?? null)
-          : r.fingerprint;
+      const fingerprint = r.sharedWith !== null && !r.fingerprint ? this.store.fingerprintOf(r.sharedWith) : r.fingerprint;
       this.store.addIndividual({
         id: r.id,
         infix: r.infix,
@@ -219,20 +213,16 @@ export class CandidateEvaluator {
         sharedWith: r.sharedWith,
       });
       if (r.sharedWith !== null) this.copyEvaluations(r.id, r.sharedWith);
-      if (r.sharedWith !== null || r.invalid !== null || !this.finished(r.id)) this.store.setFitness(r.id, r.invalid !== null ? Infinity : r.fitness, this.fidelityOf(r.sharedWith ?? r.id));
+      if (r.sharedWith !== null || r.invalid !== null || !this.finished(r.id))
+        this.store.setFitness(r.id, r.invalid !== null ? Infinity : r.fitness, this.store.fitnessOf(r.sharedWith ?? r.id)?.fidelity ?? null);
     });
-  }
-
-  private fidelityOf(id: number): Fidelity | null {
-    return (this.store.db.prepare(`SELECT fidelity FROM individuals WHERE run = ? AND id = ?`).pluck().get(this.store.runId, id) as Fidelity | null) ?? null;
   }
 
   /** A result already complete in the database (a batch replayed after resume). */
   private finished(id: number): CandidateResult | undefined {
-    const r = this.store.db
-      .prepare(`SELECT fitness, invalid FROM individuals WHERE run = ? AND id = ? AND fitness IS NOT NULL`)
-      .get(this.store.runId, id) as { fitness: number; invalid: string | null } | undefined;
-    return r && (r.invalid ? { fitness: r.fitness, invalid: r.invalid } : { fitness: r.fitness });
+    const r = this.store.fitnessOf(id);
+    if (!r || r.fitness === null) return undefined;
+    return r.invalid ? { fitness: r.fitness, invalid: r.invalid } : { fitness: r.fitness };
   }
 
   private recordMaskFailure(id: number, out: MaskFailure): CandidateResult {
@@ -270,26 +260,12 @@ export class CandidateEvaluator {
 
   /** Best short perplexity of individuals made before this step (the same when a step is replayed). */
   private bestShortBefore(step: number): number {
-    const v = this.store.db
-      .prepare(
-        `SELECT MIN(e.ppl) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
-         WHERE e.run = ? AND e.fidelity = 'short' AND e.status = 'ok' AND i.step < ?`,
-      )
-      .pluck()
-      .get(this.store.runId, step) as number | null;
-    return v ?? Infinity;
+    return this.store.bestShortPplBefore(step) ?? Infinity;
   }
 
   /** full/short perplexity of the candidate with the best short perplexity among those run at both budgets. */
   private fullShortRatio(): number {
-    const r = this.store.db
-      .prepare(
-        `SELECT s.ppl AS short, f.ppl AS full FROM evaluations s JOIN evaluations f
-           ON f.run = s.run AND f.individual = s.individual AND f.fidelity = 'full' AND f.status = 'ok'
-         WHERE s.run = ? AND s.fidelity = 'short' AND s.status = 'ok'
-         ORDER BY s.ppl, s.individual LIMIT 1`,
-      )
-      .get(this.store.runId) as { short: number; full: number } | undefined;
+    const r = this.store.bestShortWithFull();
     return r ? r.full / r.short : 1;
   }
 
@@ -303,11 +279,7 @@ export class CandidateEvaluator {
 
   /** Take the perplexities and fitness of an individual with the same masks. */
   private reuse(id: number, from: number): CandidateResult {
-    const src = this.store.db.prepare(`SELECT fitness, fidelity, invalid FROM individuals WHERE run = ? AND id = ?`).get(this.store.runId, from) as {
-      fitness: number | null;
-      fidelity: Fidelity | null;
-      invalid: string | null;
-    };
+    const src = this.store.fitnessOf(from)!;
     this.store.tx(() => {
       this.copyEvaluations(id, from);
       this.store.setFitness(id, src.fitness ?? Infinity, src.fidelity);

@@ -65,7 +65,7 @@ export interface EvaluateOptions {
 const ID_INPUTS = ['input_ids', 'attention_mask', 'position_ids'] as const;
 type IdInput = (typeof ID_INPUTS)[number];
 const P = 'symprune_ppl';
-const NLL = `${P}/nll`;
+export const NLL = `${P}/nll`;
 
 interface Replaceable {
   dims: number[];
@@ -299,7 +299,7 @@ function defaultBatch(seqlen: number, vocab: number): number {
 }
 
 /** Σ over windows of Σ_{t < seqlen-1} nll[b, t] (the last position has no target). */
-function sumNll(nll: Float32Array, batch: number, seqlen: number): number {
+export function sumNll(nll: Float32Array, batch: number, seqlen: number): number {
   let s = 0;
   for (let b = 0; b < batch; b++) {
     const base = b * seqlen;
@@ -332,7 +332,7 @@ function jsNll(logits: Float32Array, ids: Int32Array, batch: number, seqlen: num
  * as fast as the other graph variants in our measurements. Opset >= 13 (Slice/Unsqueeze
  * with input axes).
  */
-function appendNll(model: ModelProto, logitsType: number): void {
+export function appendNll(model: ModelProto, logitsType: number): void {
   const g = model.graph!;
   const c = (name: string, values: number[]) => {
     g.initializer!.push(int64Tensor(`${P}/${name}`, [values.length], values));

@@ -15,10 +15,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TransferListItem } from 'node:worker_threads';
+import type { TaskOutcome, TaskRunner } from './task-runner.ts';
 
-export type TaskOutcome<T> =
-  | { status: 'ok'; value: T; seconds: number }
-  | { status: 'error' | 'timeout' | 'crash'; error: string; seconds: number };
+export type { TaskOutcome };
 
 /**
  * What the worker handler returns: it never throws, so a rejection always means the worker
@@ -37,13 +36,16 @@ export interface PoolOptions {
   hardGraceMs?: number;
 }
 
-export class EvalPool {
+export class EvalPool implements TaskRunner {
   private readonly pool: Piscina;
   private timeoutMs: number;
   private readonly hardGraceMs: number;
   private running = 0;
   private waiting: (() => void)[] = [];
   readonly threads: number;
+  get parallelism(): number {
+    return this.threads;
+  }
   /** Workers lost to crashes and timeouts so far (each was replaced). */
   replaced = 0;
 

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { InputError } from '../errors.ts';
 import { allTensors } from './graph-edit.ts';
 import { decodeModel, encodeModel, onnx, type ModelProto, type TensorProto } from './proto.ts';
-import { removeStaleTemps } from '../atomic-write.ts';
+import { removeStaleTemps } from '../files.ts';
 
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
 /** Largest single read/write through a file handle (Node limits one call to < 2 GiB). */
@@ -33,7 +33,7 @@ async function statOrNull(p: string): Promise<Stats | null> {
   }
 }
 
-function externalEntries(t: TensorProto): { location: string; offset: number; length?: number } {
+export function externalEntries(t: TensorProto): { location: string; offset: number; length?: number } {
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = kv.get('location');
   if (!location) throw new InputError(`tensor ${t.name}: external data without a location`);
@@ -46,7 +46,7 @@ function externalEntries(t: TensorProto): { location: string; offset: number; le
 }
 
 /** Read `length` bytes at `offset` through a file handle, in chunks. */
-async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Uint8Array> {
+export async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   let done = 0;
   while (done < length) {
@@ -57,7 +57,7 @@ async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promi
   return out;
 }
 
-async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
+export async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await fh.write(data, done, Math.min(IO_CHUNK, data.length - done), position + done);
@@ -70,6 +70,13 @@ async function writeAll(fh: fsp.FileHandle, data: Uint8Array, position: number):
  * returned model is self-contained. Throws InputError for a missing or non-ONNX file.
  */
 export async function loadModel(file: string): Promise<ModelProto> {
+  const model = await readModelFile(file);
+  await resolveExternalData(model, path.dirname(path.resolve(file)));
+  return model;
+}
+
+/** The model's graph with external data left unresolved (a large model's weights stay on disk). */
+export async function readModelFile(file: string): Promise<ModelProto> {
   const st = await statOrNull(file);
   if (!st) throw new InputError(`model file not found: ${file}`);
   if (!st.isFile()) throw new InputError(`model path is not a file: ${file}`);
@@ -84,7 +91,6 @@ export async function loadModel(file: string): Promise<ModelProto> {
   if (!model.graph || ((model.graph.node ?? []).length === 0 && (model.graph.output ?? []).length === 0)) {
     throw new InputError(`${file} is not an ONNX model (no graph)`);
   }
-  await resolveExternalData(model, path.dirname(path.resolve(file)));
   return model;
 }
 

@@ -10,8 +10,9 @@
 import { InputError } from '../errors.ts';
 import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../onnx/proto.ts';
 import { modelOpset, node } from '../onnx/graph-build.ts';
-import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
-import { createSession, ort, type SessionOptions } from '../onnx/session.ts';
+import { floatToHalf, int64Tensor } from '../onnx/tensor.ts';
+import { createSession, ort, tensorFeed, type SessionOptions } from '../onnx/session.ts';
+import { windowFeeds } from '../onnx/segment-stream.ts';
 import { SquareSumAccumulator } from './layer-stats.ts';
 import { HessianAccumulator } from './sparsegpt.ts';
 
@@ -28,6 +29,8 @@ export interface InstrumentOptions {
   sumSquares?: boolean;
   /** Σ x xᵀ, [in, in] (for SparseGPT's Hessian). Default false. */
   gram?: boolean;
+  /** Keep the model's own outputs beside the statistics (a streamed block's hidden state). Default false. */
+  keepOutputs?: boolean;
 }
 
 /** Output tensor names of the instrumented model for one distinct layer input. */
@@ -156,33 +159,12 @@ export function instrumentModel(model: ModelProto, layers: CalibrationLayer[], o
     ...(model.graph?.initializer ?? []).map((t) => t.name!),
   ]);
   for (const e of byInput.values()) if (!known.has(e.input)) throw new Error(`instrumentModel: tensor ${e.input} (input of ${e.layers[0]}) is not in the graph`);
-  return { model: pruneGraphToOutputs(model, outputs, nodes, inits), inputs: [...byInput.values()] };
+  const kept = opts.keepOutputs ? (model.graph?.output ?? []) : [];
+  return { model: pruneGraphToOutputs(model, [...kept, ...outputs], nodes, inits), inputs: [...byInput.values()] };
 }
 
-/** Feeds for a batch of token windows: input_ids, and attention_mask / position_ids when the model takes them. */
-export function tokenFeeds(model: ModelProto, windows: Int32Array[]): Record<string, ort.Tensor> {
-  const b = windows.length;
-  const t = windows[0]!.length;
-  const feeds: Record<string, ort.Tensor> = {};
-  for (const v of model.graph?.input ?? []) {
-    const name = v.name!;
-    const elem = v.type?.tensorType?.elemType ?? DataType.INT64;
-    const make = (fill: (i: number, j: number) => number): ort.Tensor => {
-      if (elem === DataType.INT32) {
-        const a = new Int32Array(b * t);
-        for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = fill(i, j);
-        return new ort.Tensor('int32', a, [b, t]);
-      }
-      const a = new BigInt64Array(b * t);
-      for (let i = 0; i < b; i++) for (let j = 0; j < t; j++) a[i * t + j] = BigInt(fill(i, j));
-      return new ort.Tensor('int64', a, [b, t]);
-    };
-    if (name === 'input_ids') feeds[name] = make((i, j) => windows[i]![j]!);
-    else if (name === 'attention_mask') feeds[name] = make(() => 1);
-    else if (name === 'position_ids') feeds[name] = make((_, j) => j);
-  }
-  return feeds;
-}
+/** Feeds for a batch of token windows (input_ids, and attention_mask / position_ids when the model takes them). */
+export const tokenFeeds = windowFeeds;
 
 /**
  * Session feeds holding the current data of initializers, in their stored layout and
@@ -197,25 +179,7 @@ export function initializerFeeds(model: ModelProto, names: Iterable<string>): Ma
   for (const name of names) {
     const t = byName.get(name);
     if (!t) throw new Error(`initializerFeeds: no initializer ${name}`);
-    const dims = tensorDims(t);
-    const n = dims.reduce((a, d) => a * d, 1);
-    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
-    if (t.dataType === DataType.FLOAT) {
-      const data = raw && raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, n) : tensorToFloat32(t);
-      feeds.set(name, new ort.Tensor('float32', data, dims));
-    } else if (t.dataType === DataType.FLOAT16 && raw) {
-      const data = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice(0, 2 * n).buffer);
-      feeds.set(name, new ort.Tensor('float16', data, dims));
-    } else {
-      const f = tensorToFloat32(t);
-      if (t.dataType === DataType.FLOAT16) {
-        const half = new Uint16Array(n);
-        for (let i = 0; i < n; i++) half[i] = floatToHalf(f[i]!);
-        feeds.set(name, new ort.Tensor('float16', half, dims));
-      } else {
-        feeds.set(name, new ort.Tensor('float32', f, dims));
-      }
-    }
+    feeds.set(name, tensorFeed(t));
   }
   return feeds;
 }
@@ -274,34 +238,53 @@ export async function collectStatistics(model: ModelProto, layers: CalibrationLa
         throw new InputError(`model input ${name}: weights of ONNX type ${elem} cannot be fed (float32 or float16 only)`);
       }
     }
-    const sq = new Map<string, SquareSumAccumulator>();
-    const gr = new Map<string, HessianAccumulator>();
-    for (const e of inst.inputs) {
-      if (e.sumSquares) sq.set(e.input, new SquareSumAccumulator(e.channels));
-      if (e.gram) gr.set(e.input, new HessianAccumulator(e.channels));
-    }
+    const collector = new StatsCollector(inst);
     const bs = Math.max(1, opts.batchSize ?? 8);
     for (let s = 0; s < windows.length; s += bs) {
       const batch = windows.slice(s, s + bs);
       const out = await session.run({ ...tokenFeeds(inst.model, batch), ...weightFeeds });
-      for (const e of inst.inputs) {
-        if (e.sumSquares) sq.get(e.input)!.add(out[e.sumSquares]!.data as Float32Array, batch.length);
-        if (e.gram) gr.get(e.input)!.add(out[e.gram]!.data as Float32Array, batch.length);
-      }
+      collector.add(out, batch.length);
       for (const t of Object.values(out)) t.dispose?.();
       opts.onBatch?.(Math.min(s + bs, windows.length), windows.length);
     }
-    const X = new Map<string, Float32Array>();
-    const gram = new Map<string, HessianAccumulator>();
-    for (const e of inst.inputs) {
-      const x = sq.get(e.input)?.mean();
-      for (const name of e.layers) {
-        if (x) X.set(name, x);
-        if (gr.has(e.input)) gram.set(name, gr.get(e.input)!);
-      }
-    }
-    return { X, gram, sequences: windows.length };
+    return collector.result();
   } finally {
     await session.release();
+  }
+}
+
+/** Sums the statistics outputs of an instrumented model's runs, per distinct layer input. */
+export class StatsCollector {
+  private readonly sq = new Map<string, SquareSumAccumulator>();
+  private readonly gr = new Map<string, HessianAccumulator>();
+  private sequences = 0;
+  constructor(private readonly inst: Instrumented) {
+    for (const e of inst.inputs) {
+      if (e.sumSquares) this.sq.set(e.input, new SquareSumAccumulator(e.channels));
+      if (e.gram) this.gr.set(e.input, new HessianAccumulator(e.channels));
+    }
+  }
+
+  /** Add one run's outputs over `sequences` windows. */
+  add(out: ort.InferenceSession.ReturnType, sequences: number): void {
+    for (const e of this.inst.inputs) {
+      if (e.sumSquares) this.sq.get(e.input)!.add(out[e.sumSquares]!.data as Float32Array, sequences);
+      if (e.gram) this.gr.get(e.input)!.add(out[e.gram]!.data as Float32Array, sequences);
+    }
+    this.sequences += sequences;
+  }
+
+  /** X (mean over sequences) and the Gram accumulators, keyed by layer name. */
+  result(): CollectedStats {
+    const X = new Map<string, Float32Array>();
+    const gram = new Map<string, HessianAccumulator>();
+    for (const e of this.inst.inputs) {
+      const x = this.sq.get(e.input)?.mean();
+      for (const name of e.layers) {
+        if (x) X.set(name, x);
+        if (this.gr.has(e.input)) gram.set(name, this.gr.get(e.input)!);
+      }
+    }
+    return { X, gram, sequences: this.sequences };
   }
 }

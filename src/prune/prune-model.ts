@@ -1,30 +1,34 @@
 /**
  * Prune a whole model with one method, layer by layer, as Wanda, SparseGPT and
- * Pruner-Zero do in PyTorch:
+ * Pruner-Zero do in PyTorch, block by block (block-prune.ts):
  *
- * - one-shot: every statistic comes from the dense model (one calibration pass).
- * - sequential: block by block; block i's X (or SparseGPT's Hessian) is measured on
- *   inputs that went through the already-pruned blocks 0..i-1, with block i itself
- *   still dense for all of its layers; then block i is pruned.
+ * - one-shot: every statistic comes from the dense model.
+ * - sequential: block i's X (or SparseGPT's Hessian) is measured on inputs that went
+ *   through the already-pruned blocks 0..i-1, with block i itself still dense for all
+ *   of its layers; then block i is pruned.
  *
- * Calibration sessions get the prunable weights as graph inputs, fed as views of the
- * model's own tensor bytes, so no session holds a copy of them; the model passed in
- * is updated in place, layer by layer (at most one extra copy of the weights: the
- * dense bytes one-shot SparseGPT still reads while later blocks are calibrated). G always comes from the
- * dense model (computed once, or read from a statistics file one layer at a time).
+ * The model may be in memory (pruned in place) or a WeightSource read tensor by
+ * tensor, its pruned tensors handed to a sink as each block is done. G always comes
+ * from the dense model (computed once on a model in memory, or read from a
+ * statistics file one layer at a time).
  */
 import { InputError } from '../errors.ts';
-import type { ModelProto } from '../onnx/proto.ts';
-import { cloneModel, initializersToInputs } from '../onnx/graph-edit.ts';
-import { discoverLayers, readLayerWeight, writeLayerWeight, type PrunableLayer } from './discover.ts';
+import type { ModelProto, TensorProto } from '../onnx/proto.ts';
+import { memorySource, type WeightSource } from '../onnx/weight-source.ts';
+import type { Device } from '../onnx/session.ts';
+import { discoverLayers, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
-import { collectStatistics, initializerFeeds, type CollectedStats } from './calibration.ts';
+import { streamedStatistics } from './stream-stats.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
-import { sparseGpt } from './sparsegpt.ts';
-import { applyMask, maskScores, maskSparsity, patternName, ScoreScratch, type Pattern } from './score.ts';
+import { pruneBlocks, type CalibrationMode } from './block-prune.ts';
+import type { LayerReport } from './prune-layer.ts';
+import { patternName, type MaskSpec, type Pattern } from './score.ts';
+import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
+import { readLayerWeight } from './discover.ts';
 
-export type CalibrationMode = 'one-shot' | 'sequential';
+export type { CalibrationMode } from './block-prune.ts';
+export type { LayerReport } from './prune-layer.ts';
 
 /** Precomputed statistics, e.g. a LayerStatsFile (read one layer at a time). */
 export interface StatsSource {
@@ -45,23 +49,14 @@ export interface PruneModelOptions {
   /** Layers to prune (default: discoverLayers(model)). */
   layers?: PrunableLayer[];
   threads?: number;
+  device?: Device;
   /** Sequences per calibration run (default 8). */
   batchSize?: number;
+  /** Layer-wise sparsity (default uniform); OWL reads dense X and weights before pruning. */
+  allocation?: Allocation;
+  /** Sparsity per decoder block, given outright (e.g. a searched allocation); wins over `allocation`. */
+  blockSparsity?: Map<number, number>;
   onProgress?: (stage: string, done: number, total: number) => void;
-}
-
-export interface LayerReport {
-  name: string;
-  block: number;
-  out: number;
-  in: number;
-  pruned: number;
-  sparsity: number;
-  /** Least and most pruned fraction over the layer's output rows. */
-  rowMin: number;
-  rowMax: number;
-  /** Weights whose score was NaN (0 for SparseGPT). */
-  nanCount: number;
 }
 
 export interface PruneResult {
@@ -72,6 +67,8 @@ export interface PruneResult {
   calibration: CalibrationMode;
   nsamples: number;
   seqlen: number;
+  /** How the sparsity was spread over the blocks, and each block's sparsity (uniform: empty). */
+  allocation: { name: string; blocks: Array<{ block: number; sparsity: number; outlierRatio?: number }> };
   layers: LayerReport[];
   overall: { pruned: number; total: number; sparsity: number };
   seconds: { gradients: number; calibration: number; prune: number; total: number };
@@ -95,27 +92,15 @@ export function prunableLayers(model: ModelProto): PrunableLayer[] {
   return layers;
 }
 
-/** Dense-model G of every layer, by the gradient graphs. */
+/** Dense-model G of every layer, by the gradient graphs (the whole model in memory). */
 export function denseGradients(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
   return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
 }
 
-/**
- * A calibration model: the prunable weights become graph inputs (fed per run with
- * initializerFeeds), so its sessions hold no copy of them.
- */
-export function calibrationModel(model: ModelProto, layers: PrunableLayer[]): { base: ModelProto; initializers: string[] } {
-  const base = cloneModel(model);
-  const initializers = [...new Set(layers.map((l) => l.initializer))];
-  initializersToInputs(base, initializers);
-  return { base, initializers };
-}
-
-/** Dense-model X of every layer, in one instrumented pass. */
-export async function denseX(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; batchSize?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
-  const { base, initializers } = calibrationModel(model, layers);
-  const st = await collectStatistics(base, layers, windows, { ...opts, sumSquares: true, weights: initializerFeeds(model, initializers) });
-  return st.X;
+/** Dense-model X of every layer, block by block. */
+export async function denseX(model: ModelProto | WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; device?: Device; batchSize?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
+  const source = 'resolve' in model ? model : memorySource(model);
+  return (await streamedStatistics(source, layers, windows, { ...opts, sumSquares: true })).X;
 }
 
 function requireWindows(windows: Int32Array[] | undefined, what: string): Int32Array[] {
@@ -123,134 +108,110 @@ function requireWindows(windows: Int32Array[] | undefined, what: string): Int32A
   return windows;
 }
 
-/** Blocks in pruning order: decoder blocks ascending, layers outside blocks (-1) last. */
-function blocksOf(layers: PrunableLayer[]): PrunableLayer[][] {
-  const keys = [...new Set(layers.map((l) => l.block))].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
-  return keys.map((k) => layers.filter((l) => l.block === k));
+/** The mask spec of a run, with N:M layer widths checked. */
+function maskSpecOf(method: PruneMethod, opts: PruneModelOptions, layers: PrunableLayer[]): MaskSpec {
+  const pattern = opts.pattern;
+  if (pattern.kind === 'nm') {
+    const bad = layers.find((l) => l.in % pattern.m !== 0);
+    if (bad) throw new InputError(`pattern ${patternName(pattern)}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
+  }
+  return { sparsity: pattern.kind === 'nm' ? pattern.n / pattern.m : opts.sparsity, pattern, grouping: method.grouping };
+}
+
+/** Whether the method measures statistics on the windows (else they all come from `stats`). */
+function calibrates(method: PruneMethod, mode: CalibrationMode, stats: StatsSource | undefined): boolean {
+  return method.kind === 'sparsegpt' || (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
+}
+
+/**
+ * G of every layer when the method reads it and no statistics file gives it; needs
+ * the model in memory (the gradient graph spans the whole model).
+ */
+async function gradientsFor(model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<Map<string, Float32Array> | null> {
+  if (!opts.method.needs.G || opts.stats?.has.G) return null;
+  if (!model) throw new InputError(`metric ${opts.method.label} reads G, which needs the whole model in memory: compute it with \`symprune stats\` on a machine where it fits and pass --stats FILE`);
+  const windows = requireWindows(opts.windows, `metric ${opts.method.label} (G)`);
+  opts.onProgress?.('gradients', 0, 1);
+  return denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, n) => opts.onProgress?.('gradients', d, n) });
+}
+
+/**
+ * The sparsity of each decoder block under opts.allocation / opts.blockSparsity
+ * (uniform: empty map). OWL reads every layer's dense weights and X, so it needs the
+ * model in memory.
+ */
+async function blockAllocation(model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<{ sparsity: Map<number, number>; report: PruneResult['allocation'] }> {
+  const pattern = opts.pattern;
+  const given = opts.blockSparsity;
+  const a = opts.allocation ?? { kind: 'uniform' };
+  if ((given || a.kind !== 'uniform') && pattern.kind === 'nm') throw new InputError(`layer-wise allocation needs unstructured sparsity (pattern ${patternName(pattern)} fixes every block at 50%)`);
+  if (given) return { sparsity: given, report: { name: 'given', blocks: [...given].map(([block, sparsity]) => ({ block, sparsity })) } };
+  if (a.kind === 'uniform') return { sparsity: new Map(), report: { name: 'uniform', blocks: [] } };
+  if (!model) throw new InputError(`--allocation ${allocationName(a)} reads every layer's dense weights at once: it needs a model that fits in memory`);
+  // OWL reads the dense model's X, whatever the calibration mode; given statistics are dense.
+  const X = opts.stats?.has.X
+    ? null
+    : await denseX(model, layers, requireWindows(opts.windows, 'OWL allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
+  const r = owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, { sparsity: opts.sparsity, m: a.m, lambda: a.lambda });
+  return { sparsity: r.sparsity, report: { name: allocationName(a), blocks: r.blocks.map((b, i) => ({ block: b, sparsity: r.sparsity.get(b)!, outlierRatio: r.ratios[i]! })) } };
 }
 
 /**
  * Prune `model` in place with `opts.method`. Returns what was done, per layer and
  * overall; the caller writes the model and the report.
  */
-export async function pruneModel(model: ModelProto, opts: PruneModelOptions): Promise<PruneResult> {
+export function pruneModel(model: ModelProto, opts: PruneModelOptions): Promise<PruneResult> {
+  return pruneFromSource(memorySource(model), opts, model);
+}
+
+/**
+ * Prune the model of `source`, block by block, handing each block's pruned tensors
+ * to `opts.sink`. `inMemory` is the same model when all of it is in memory (needed
+ * only to compute G).
+ */
+export async function pruneFromSource(source: WeightSource, opts: PruneModelOptions & { sink?: (t: TensorProto[]) => Promise<void> }, inMemory: ModelProto | null = null): Promise<PruneResult> {
   const t0 = performance.now();
   const method = opts.method;
-  const layers = opts.layers ?? prunableLayers(model);
+  const layers = opts.layers ?? prunableLayers(source.model);
   if (layers.length === 0) throw new InputError('model has no prunable layers');
   const mode: CalibrationMode = opts.calibration ?? 'sequential';
-  const pattern = opts.pattern;
-  const spec = { sparsity: pattern.kind === 'nm' ? pattern.n / pattern.m : opts.sparsity, pattern, grouping: method.grouping };
-  if (pattern.kind === 'nm') {
-    const bad = layers.find((l) => l.in % pattern.m !== 0);
-    if (bad) throw new InputError(`pattern ${patternName(pattern)}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
-  }
-  const progress = opts.onProgress ?? (() => {});
-  const collectOpts = { threads: opts.threads, batchSize: opts.batchSize };
-  const seconds = { gradients: 0, calibration: 0, prune: 0, total: 0 };
-
-  // G from the dense model, before anything changes.
-  let gradients: Map<string, Float32Array> | null = null;
-  const statsG = method.needs.G && opts.stats?.has.G;
-  if (method.needs.G && !statsG) {
-    const t = performance.now();
-    progress('gradients', 0, 1);
-    gradients = await denseGradients(model, layers, requireWindows(opts.windows, `metric ${method.label} (G)`), { threads: opts.threads, onBatch: (d, n) => progress('gradients', d, n) });
-    seconds.gradients = (performance.now() - t) / 1000;
-  }
-  const getG = (name: string): Float32Array | null => {
-    if (!method.needs.G) return null;
-    return gradients ? gradients.get(name) ?? null : opts.stats!.get(name).G;
+  const spec = maskSpecOf(method, opts, layers);
+  const tg = performance.now();
+  const gradients = await gradientsFor(inMemory, layers, opts);
+  const gradSeconds = gradients ? (performance.now() - tg) / 1000 : 0;
+  const alloc = await blockAllocation(inMemory, layers, opts);
+  const calibrate = calibrates(method, mode, opts.stats);
+  const stats = (l: PrunableLayer): LayerStats => {
+    const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
+    return { X: calibrate ? null : fromFile?.X ?? null, G: gradients?.get(l.name) ?? fromFile?.G ?? null };
   };
-
-  const reports: LayerReport[] = [];
-  const scratch = new ScoreScratch();
-  let done = 0;
-
-  /** Prune one layer given its statistics and write it into the model. */
-  const pruneOne = (layer: PrunableLayer, X: Float32Array | null, st: CollectedStats | null): void => {
-    const t = performance.now();
-    const w = readLayerWeight(model, layer);
-    let mask: Uint8Array;
-    let nanCount = 0;
-    if (method.kind === 'sparsegpt') {
-      const acc = st?.gram.get(layer.name);
-      if (!acc) throw new Error(`no Hessian collected for ${layer.name}`);
-      const res = sparseGpt(w, layer.out, layer.in, acc.hessian(), {
-        sparsity: spec.sparsity,
-        n: pattern.kind === 'nm' ? pattern.n : 0,
-        m: pattern.kind === 'nm' ? pattern.m : 0,
-      });
-      mask = res.mask;
-    } else {
-      if (method.needs.X && !X) throw new Error(`no X for ${layer.name}`);
-      const G = getG(layer.name);
-      if (method.needs.G && !G) throw new InputError(`no G for layer ${layer.name}`);
-      const arrays = { rows: layer.out, cols: layer.in, weight: w, X, G };
-      const scores = method.score!(arrays, { name: layer.name, scratch });
-      const res = maskScores(scores, layer.out, layer.in, spec);
-      if (res.nanCount === scores.length) throw new InputError(`metric ${method.label} yields NaN for every weight of ${layer.name}`);
-      nanCount = res.nanCount;
-      mask = res.mask;
-      applyMask(w, mask);
-    }
-    writeLayerWeight(model, layer, w);
-    const s = maskSparsity(mask, layer.out, layer.in);
-    reports.push({ name: layer.name, block: layer.block, out: layer.out, in: layer.in, pruned: s.pruned, sparsity: s.sparsity, rowMin: s.rowMin, rowMax: s.rowMax, nanCount });
-    seconds.prune += (performance.now() - t) / 1000;
-    progress('prune', ++done, layers.length);
-  };
-
-  const perBlock = method.kind === 'sparsegpt' || (mode === 'sequential' && method.needs.X);
-  if (!perBlock) {
-    // One pass on the dense model (or statistics from the file), then every layer.
-    let X: Map<string, Float32Array> | null = null;
-    if (method.needs.X) {
-      if (opts.stats?.has.X && mode === 'one-shot') {
-        X = null; // read per layer below
-      } else {
-        const t = performance.now();
-        X = await denseX(model, layers, requireWindows(opts.windows, `method ${method.label} (X)`), { ...collectOpts, onBatch: (d, n) => progress('calibration', d, n) });
-        seconds.calibration += (performance.now() - t) / 1000;
-      }
-    }
-    for (const layer of layers) pruneOne(layer, method.needs.X ? X?.get(layer.name) ?? opts.stats!.get(layer.name).X : null, null);
-  } else {
-    const windows = requireWindows(opts.windows, `method ${method.label}`);
-    // Weights are fed as views of the model's tensors: one-shot keeps the dense views
-    // taken now (writeLayerWeight gives pruned layers new bytes, the old ones stay
-    // alive through the views: at most one extra copy), sequential takes the current
-    // weights before each block.
-    const { base, initializers } = calibrationModel(model, layers);
-    const denseFeeds = mode === 'one-shot' ? initializerFeeds(model, initializers) : null;
-    const blocks = blocksOf(layers);
-    for (const [bi, block] of blocks.entries()) {
-      const t = performance.now();
-      const st = await collectStatistics(base, block, windows, {
-        ...collectOpts,
-        weights: denseFeeds ?? initializerFeeds(model, initializers),
-        sumSquares: method.needs.X,
-        gram: method.kind === 'sparsegpt',
-        onBatch: (d, n) => progress(`calibration block ${bi + 1}/${blocks.length}`, d, n),
-      });
-      seconds.calibration += (performance.now() - t) / 1000;
-      for (const layer of block) pruneOne(layer, st.X.get(layer.name) ?? null, st);
-    }
-  }
-
-  const pruned = reports.reduce((a, r) => a + r.pruned, 0);
-  const total = reports.reduce((a, r) => a + r.out * r.in, 0);
-  seconds.total = (performance.now() - t0) / 1000;
+  const r = await pruneBlocks(source, {
+    method,
+    spec,
+    mode,
+    layers,
+    windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
+    stats,
+    blockSparsity: alloc.sparsity,
+    threads: opts.threads,
+    device: opts.device,
+    batchSize: opts.batchSize,
+    sink: opts.sink,
+    onProgress: opts.onProgress,
+  });
+  const pruned = r.reports.reduce((a, x) => a + x.pruned, 0);
+  const total = r.reports.reduce((a, x) => a + x.out * x.in, 0);
   return {
     method: method.name,
     label: method.label,
     sparsity: spec.sparsity,
-    pattern: patternName(pattern),
+    pattern: patternName(opts.pattern),
+    allocation: alloc.report,
     calibration: mode,
     nsamples: opts.windows?.length ?? 0,
     seqlen: opts.windows?.[0]?.length ?? 0,
-    layers: reports,
+    layers: r.reports,
     overall: { pruned, total, sparsity: total > 0 ? pruned / total : 0 },
-    seconds,
+    seconds: { gradients: gradSeconds, calibration: r.seconds.calibration, prune: r.seconds.prune, total: (performance.now() - t0) / 1000 },
   };
 }

@@ -34,6 +34,8 @@ export interface PruneReport {
   grouping: string;
   calibration: { mode: string; data: string | null; nsamples: number; seqlen: number; seed: number; statsFile: string | null };
   achieved: { pruned: number; total: number; sparsity: number };
+  /** Layer-wise sparsity: `uniform`, or OWL's (or a given) sparsity per decoder block. */
+  allocation: PruneResult['allocation'];
   layers: Array<{ name: string; block: number; shape: [number, number]; pruned: number; sparsity: number; rowMin: number; rowMax: number; nanCount: number }>;
   eval: PruneReportInput['eval'];
   externalData: string | null;
@@ -59,6 +61,7 @@ export function buildPruneReport(i: PruneReportInput, grouping: string): PruneRe
     grouping: r.pattern === 'unstructured' ? grouping : `${r.pattern} groups`,
     calibration: { mode: r.calibration, data: i.calibrationData, nsamples: r.nsamples, seqlen: r.seqlen, seed: i.seed, statsFile: i.statsFile },
     achieved: { pruned: r.overall.pruned, total: r.overall.total, sparsity: round(r.overall.sparsity) },
+    allocation: { name: r.allocation.name, blocks: r.allocation.blocks.map((b) => ({ ...b, sparsity: round(b.sparsity, 9) })) },
     layers: r.layers.map((l) => ({ name: l.name, block: l.block, shape: [l.out, l.in], pruned: l.pruned, sparsity: round(l.sparsity), rowMin: round(l.rowMin), rowMax: round(l.rowMax), nanCount: l.nanCount })),
     eval: i.eval ?? null,
     externalData: i.externalData ?? null,

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { InputError, check } from '../errors.ts';
 import { halfToFloat } from '../onnx/tensor.ts';
-import { removeStaleTemps, tempPath } from '../atomic-write.ts';
+import { removeStaleTemps, tempPath } from '../files.ts';
 import { statName, type LayerShape, type LayerStats, type StatsNeed } from './layer-stats.ts';
 
 export interface SafetensorInfo {

@@ -15,7 +15,7 @@
 import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { tempPath } from '../atomic-write.ts';
+import { tempPath } from '../files.ts';
 import { InputError } from '../errors.ts';
 import { pidAlive, processStartTicks } from '../pid.ts';
 

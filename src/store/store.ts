@@ -279,10 +279,6 @@ export class RunStore {
     this.st.setFp!.run(fingerprint, this.runId, id);
   }
 
-  markInvalid(id: number, reason: string): void {
-    this.st.setInvalid!.run(reason, Infinity, this.runId, id);
-  }
-
   setFitness(id: number, fitness: number, fidelity: Fidelity | null): void {
     this.st.setFit!.run(fitness, fidelity, this.runId, id);
   }
@@ -342,10 +338,6 @@ export class RunStore {
     return this.db.prepare(`SELECT method, pattern, sparsity, split, tokens, ppl, seconds, error FROM baselines WHERE run = ? ORDER BY ppl`).all(this.runId) as BaselineInput[];
   }
 
-  setDataHashes(h: Record<string, string>): void {
-    this.db.prepare(`UPDATE runs SET data_hashes = ?, updated = ? WHERE id = ?`).run(stableJson(h), now(), this.runId);
-  }
-
   setStatus(status: RunStatus, error: string | null = null): void {
     this.st.status!.run(status, error, now(), this.runId);
   }
@@ -368,7 +360,65 @@ export class RunStore {
   individualCount(): number {
     return this.db.prepare(`SELECT COUNT(*) FROM individuals WHERE run = ?`).pluck().get(this.runId) as number;
   }
+  /** The earliest individual with these masks but another tree, if any. */
+  firstWithFingerprint(fingerprint: string, exceptHash: string): number | undefined {
+    return this.db
+      .prepare(`SELECT id FROM individuals WHERE run = ? AND fingerprint = ? AND hash != ? ORDER BY id LIMIT 1`)
+      .pluck()
+      .get(this.runId, fingerprint, exceptHash) as number | undefined;
+  }
+
+  fingerprintOf(id: number): string | null {
+    return (this.db.prepare(`SELECT fingerprint FROM individuals WHERE run = ? AND id = ?`).pluck().get(this.runId, id) as string | null | undefined) ?? null;
+  }
+
+  /** An individual's fitness, the budget it came from, and why it is unusable (if so); fitness is null until set. */
+  fitnessOf(id: number): { fitness: number | null; fidelity: Fidelity | null; invalid: string | null } | undefined {
+    return this.db.prepare(`SELECT fitness, fidelity, invalid FROM individuals WHERE run = ? AND id = ?`).get(this.runId, id) as
+      | { fitness: number | null; fidelity: Fidelity | null; invalid: string | null }
+      | undefined;
+  }
+
+  /** Best short-budget perplexity of the individuals made before a step. */
+  bestShortPplBefore(step: number): number | null {
+    return this.db
+      .prepare(
+        `SELECT MIN(e.ppl) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
+         WHERE e.run = ? AND e.fidelity = 'short' AND e.status = 'ok' AND i.step < ?`,
+      )
+      .pluck()
+      .get(this.runId, step) as number | null;
+  }
+
+  /** Short and full perplexity of the candidate with the best short perplexity among those run at both budgets. */
+  bestShortWithFull(): { short: number; full: number } | undefined {
+    return this.db
+      .prepare(
+        `SELECT s.ppl AS short, f.ppl AS full FROM evaluations s JOIN evaluations f
+           ON f.run = s.run AND f.individual = s.individual AND f.fidelity = 'full' AND f.status = 'ok'
+         WHERE s.run = ? AND s.fidelity = 'short' AND s.status = 'ok'
+         ORDER BY s.ppl, s.individual LIMIT 1`,
+      )
+      .get(this.runId) as { short: number; full: number } | undefined;
+  }
+
+  /** The individual with the lowest finite fitness (ties: the earliest). */
+  best(): { id: number; infix: string; fitness: number; fidelity: Fidelity | null } | undefined {
+    return this.db
+      .prepare(`SELECT id, infix, fitness, fidelity FROM individuals WHERE run = ? AND fitness IS NOT NULL AND fitness < 1e308 ORDER BY fitness, id LIMIT 1`)
+      .get(this.runId) as { id: number; infix: string; fitness: number; fidelity: Fidelity | null } | undefined;
+  }
+
+  /** Evaluations by status and fidelity. */
+  evaluationCounts(): { status: EvalStatus; fidelity: Fidelity; n: number }[] {
+    return this.db.prepare(`SELECT status, fidelity, COUNT(*) n FROM evaluations WHERE run = ? GROUP BY status, fidelity`).all(this.runId) as { status: EvalStatus; fidelity: Fidelity; n: number }[];
+  }
+
+  maskDuplicateCount(): number {
+    return this.db.prepare(`SELECT COUNT(*) FROM mask_duplicates WHERE run = ?`).pluck().get(this.runId) as number;
+  }
 }
+
 
 function finiteOrNull(x: number | null): number | null {
   return x === null || !Number.isFinite(x) ? null : x;

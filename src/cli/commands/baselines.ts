@@ -17,7 +17,8 @@ import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { CALIBRATION_MODES, checkCalibrationMode, checkEvalTokens, evaluateModel } from './prune.ts';
+import { CALIBRATION_MODES, allocationFlags, allocationFromArgs, checkCalibrationMode, checkEvalTokens, evaluateModel } from './prune.ts';
+import { type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
@@ -31,6 +32,18 @@ interface Args {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
+  allocation: string;
+  'owl-m': number;
+  'owl-lambda': number;
+}
+
+/** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
+const OWL_ROWS = ['wanda+owl', 'pruner-zero+owl'];
+
+/** A --methods entry: NAME or NAME+owl (OWL's allocation on top of that method). */
+function methodRow(name: string, all: Allocation, owl: Allocation & { kind: 'owl' }): { name: string; allocation: Allocation } {
+  if (name.endsWith('+owl')) return { name, allocation: owl };
+  return { name: all.kind === 'owl' ? `${name}+owl` : name, allocation: all };
 }
 
 export interface BaselineRow {
@@ -45,11 +58,11 @@ export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    y
+    allocationFlags(y)
       .option('model', modelFlag())
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
       .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
-      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')} (default: all)` }))
+      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` }))
       .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot or sequential' }))
       .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
       .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
@@ -62,9 +75,14 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     checkEvalTokens(a['eval-tokens'], a.seqlen);
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES];
+    const allocation = allocationFromArgs(a, pattern);
+    const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(pattern.kind === 'unstructured' && allocation.kind === 'uniform' ? OWL_ROWS : [])];
     if (names.length === 0) throw new InputError('--methods: empty list');
-    const methods = names.map((n) => baselineMethod(n));
+    if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
+    const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
+    const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
+    if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const { modelPath, tokenizerPath } = resolveModel(a.model);
     const model = await loadModel(modelPath);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
@@ -82,18 +100,22 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const tg = performance.now();
     const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows, { threads: a.threads }) : null;
     const gradientSeconds = (performance.now() - tg) / 1000;
-    const X = mode === 'one-shot' && methods.some((m) => m.needs.X) ? await denseX(model, layers, windows, { threads: a.threads }) : null;
+    // Dense X: one-shot pruning reads it, and OWL's allocation always does (sequential pruning measures its own).
+    const needDenseX = (mode === 'one-shot' && methods.some((m) => m.needs.X)) || rowSpecs.some((r) => r.allocation.kind === 'owl');
+    const X = needDenseX ? await denseX(model, layers, windows, { threads: a.threads }) : null;
     const shared = new MemoryStats(X, G);
 
     const rows: BaselineRow[] = [];
-    for (const method of methods) {
+    for (const [i, method] of methods.entries()) {
+      const row = rowSpecs[i]!;
       const pruned = cloneModel(model);
-      const bar = progress(method.name, layers.length);
+      const bar = progress(row.name, layers.length);
       const r = await pruneModel(pruned, {
         method,
         sparsity: a.sparsity,
         pattern,
         calibration: mode,
+        allocation: row.allocation,
         windows,
         stats: shared,
         layers,
@@ -102,8 +124,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       });
       bar.done();
       const ev = await evaluateModel(pruned, evalOpts);
-      rows.push({ method: method.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
-      log(`${method.name}: ppl ${ev.ppl.toFixed(3)}`);
+      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
+      log(`${row.name}: ppl ${ev.ppl.toFixed(3)}`);
     }
     const out = {
       model: modelPath,

@@ -10,6 +10,7 @@ import { pruneCommand } from './prune.ts';
 import { baselinesCommand } from './baselines.ts';
 import { statsCommand } from './stats.ts';
 import { tokenizerCommand } from './tokenizer.ts';
+import { dashboardCommand } from './dashboard.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, tokenizerCommand, statsCommand, pruneCommand, baselinesCommand, searchCommand, reportCommand, exportCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, tokenizerCommand, statsCommand, pruneCommand, baselinesCommand, searchCommand, reportCommand, exportCommand, dashboardCommand];

@@ -22,6 +22,7 @@ import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/pr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
@@ -39,6 +40,24 @@ interface Args {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
+  allocation: string;
+  'owl-m': number;
+  'owl-lambda': number;
+}
+
+/** The layer-wise sparsity flags shared by prune, baselines and search. */
+export function allocationFlags<T>(y: import('yargs').Argv<T>): import('yargs').Argv<T> {
+  return y
+    .option('allocation', choiceFlag('allocation', ['uniform', 'owl'], { default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' }))
+    .option('owl-m', numberFlag('owl-m', { min: 0, minExclusive: true, default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" }))
+    .option('owl-lambda', numberFlag('owl-lambda', { min: 0, max: 0.5, maxExclusive: true, default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" })) as never;
+}
+
+/** --allocation with --owl-m/--owl-lambda, refused for N:M patterns. */
+export function allocationFromArgs(a: { allocation: string; 'owl-m': number; 'owl-lambda': number }, pattern: { kind: string }): Allocation {
+  const alloc = parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']);
+  if (alloc.kind !== 'uniform' && pattern.kind !== 'unstructured') throw new InputError(`--allocation ${a.allocation}: needs --pattern unstructured (N:M fixes every block at 50%)`);
+  return alloc;
 }
 
 /** --metric: a file (infix, symprune JSON or Pruner-Zero tree JSON) or an inline infix expression. */
@@ -105,7 +124,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    y
+    allocationFlags(y)
       .option('model', modelFlag())
       .option('metric', stringFlag('metric', { describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' }))
       .option('method', choiceFlag('method', METHOD_NAMES, { describe: 'baseline' }))
@@ -127,6 +146,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     if ((a.metric === undefined) === (a.method === undefined)) throw new InputError('give exactly one of --metric FILE|EXPR or --method NAME');
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
+    const allocation = allocationFromArgs(a, pattern);
     checkEvalTokens(a['eval-tokens'], a.seqlen);
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
@@ -138,6 +158,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     try {
       const needWindows =
         method.kind === 'sparsegpt' ||
+        allocation.kind === 'owl' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
@@ -151,6 +172,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         sparsity: a.sparsity,
         pattern,
         calibration: mode,
+        allocation,
         windows,
         stats,
         layers,

@@ -2,8 +2,13 @@
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { runSearch, faultFromEnv } from '../search-run.ts';
-import { ALL_BASELINES, SEARCH_DEFAULTS, type SearchSettings } from '../search-settings.ts';
+import { METHOD_NAMES } from '../../prune/baselines.ts';
+import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
+import type { Fault } from '../../search/runners.ts';
+import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
+import { resolveModel } from '../model-path.ts';
+import { progress, type Progress } from '../progress.ts';
+import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
 
 interface Args {
   model?: string;
@@ -33,38 +38,116 @@ interface Args {
 
 const d = SEARCH_DEFAULTS;
 
+/** Errors name settings by the flag that sets them. */
+const FLAGS: SettingNames = {
+  modelSha256: '--model',
+  sparsity: '--sparsity',
+  pattern: '--pattern',
+  mode: 'the mode (--iterations or --generations)',
+  population: '--population',
+  batch: '--batch',
+  iterations: '--iterations',
+  generations: '--generations',
+  seed: '--seed',
+  fitnessData: '--fitness-data',
+  evalTokens: '--eval-tokens',
+  shortFraction: '--short-fraction',
+  margin: '--margin',
+  seqlen: '--seqlen',
+  calibData: '--data',
+  nsamples: '--nsamples',
+  stats: '--stats',
+  seedKnown: '--seed-known',
+  baselines: '--baselines',
+  gp: 'the GP options',
+  resume: '--resume',
+  db: '--db',
+  workers: '--workers',
+  taskTimeout: '--task-timeout',
+};
+
+/** SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `slow@N`, N = the N-th perplexity task. */
+function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): Fault | null {
+  if (!v) return null;
+  const m = /^(crash|hang|slow)@(\d+)$/.exec(v);
+  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or slow@N`);
+  return { kind: m[1] as Fault['kind'], at: Number(m[2]) };
+}
+
+/** SIGINT/SIGTERM stop after the current step; a second SIGINT marks the run interrupted and exits. */
+function signalsToAbort(log: (l: string) => void): { signal: AbortSignal; stopNow: AbortSignal; dispose: () => void } {
+  const stop = new AbortController();
+  const now = new AbortController();
+  const hard = (): void => {
+    now.abort();
+    process.exit(130);
+  };
+  const soft = (): void => {
+    stop.abort();
+    log('stopping after the current step (interrupt again to stop at once)');
+    process.once('SIGINT', hard);
+  };
+  process.once('SIGINT', soft);
+  process.once('SIGTERM', soft);
+  return {
+    signal: stop.signal,
+    stopNow: now.signal,
+    dispose: () => {
+      process.removeListener('SIGINT', soft);
+      process.removeListener('SIGTERM', soft);
+      process.removeListener('SIGINT', hard);
+    },
+  };
+}
+
+/** Progress bars on a TTY: the statistics, then the search steps. */
+function progressDrawer(): (p: SearchProgress) => void {
+  const bars: Partial<Record<string, Progress>> = {};
+  return (p) => {
+    if (p.kind === 'statistics') {
+      const bar = (bars[p.stage] ??= progress(p.stage === 'G' ? 'gradient statistics G' : 'activation statistics X', p.total));
+      bar.update(p.done);
+      if (p.done >= p.total) bar.done();
+      return;
+    }
+    const bar = (bars.step ??= progress('search step', p.total));
+    bar.update(p.done, `| best ${p.best !== null ? p.best.toFixed(3) : '-'} | ${p.paid.short} candidates evaluated (${p.perMinute.toFixed(1)}/min), ${p.paid.full} at full budget, ${p.maskDuplicates} equal masks skipped`);
+    if (p.done >= p.total) bar.done();
+  };
+}
+
 export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'model.onnx or a folder holding it (default: the bundled model)' })
-      .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
-      .option('pattern', { type: 'string', describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` })
-      .option('population', { type: 'number', describe: `population size (default ${d.population})` })
-      .option('iterations', { type: 'number', describe: `steady-state iterations, one child each (default ${d.iterations})` })
-      .option('generations', { type: 'number', describe: 'generational mode: number of generations (instead of --iterations)' })
-      .option('batch', { type: 'number', describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' })
-      .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core)' })
-      .option('seed', { type: 'number', describe: `random seed (default ${d.seed})` })
-      .option('db', { type: 'string', describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' })
-      .option('resume', { type: 'boolean', describe: 'continue the run in --db where it stopped' })
-      .option('eval-tokens', { type: 'number', describe: `fitness tokens at the full budget (default ${d.evalTokens})` })
-      .option('short-fraction', { type: 'number', describe: `short budget as a fraction of --eval-tokens (default ${d.shortFraction})` })
-      .option('margin', { type: 'number', describe: `full budget only within this relative margin of the best short perplexity (default ${d.margin})` })
-      .option('seqlen', { type: 'number', describe: `tokens per window (default ${d.seqlen})` })
-      .option('data', { type: 'string', describe: `calibration data for X and G (default ${d.calibData})` })
-      .option('nsamples', { type: 'number', describe: `calibration windows (default ${d.nsamples})` })
-      .option('stats', { type: 'string', describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' })
-      .option('fitness-data', { type: 'string', describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` })
-      .option('seed-known', { type: 'boolean', describe: 'start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics' })
-      .option('baselines', { type: 'string', describe: `comma-separated baselines to evaluate once, or none (default ${ALL_BASELINES.join(',')})` })
-      .option('task-timeout', { type: 'number', describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' })
-      .option('json', { type: 'boolean', describe: 'print one JSON line at the end' }) as never,
+      .option('model', modelFlag())
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
+      .option('pattern', stringFlag('pattern', { describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` }))
+      .option('population', intFlag('population', { min: 2, describe: `population size (default ${d.population})` }))
+      .option('iterations', intFlag('iterations', { min: 0, describe: `steady-state iterations, one child each (default ${d.iterations})` }))
+      .option('generations', intFlag('generations', { min: 0, describe: 'generational mode: number of generations (instead of --iterations)' }))
+      .option('batch', intFlag('batch', { min: 1, describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' }))
+      .option('workers', intFlag('workers', { min: 1, describe: 'evaluation worker threads, at most one per core (default: one per core)' }))
+      .option('seed', intFlag('seed', { min: 0, describe: `random seed (default ${d.seed})` }))
+      .option('db', outputFileFlag('db', { describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' }))
+      .option('resume', booleanFlag('continue the run in --db where it stopped'))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: `fitness tokens at the full budget (default ${d.evalTokens})` }))
+      .option('short-fraction', numberFlag('short-fraction', { min: 0, max: 1, minExclusive: true, describe: `short budget as a fraction of --eval-tokens (default ${d.shortFraction})` }))
+      .option('margin', numberFlag('margin', { min: 0, describe: `full budget only within this relative margin of the best short perplexity (default ${d.margin})` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (default ${d.seqlen})` }))
+      .option('data', dataFlag('data', { describe: `calibration data for X and G (default ${d.calibData})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${d.nsamples})` }))
+      .option('stats', inputFileFlag('stats', { describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' }))
+      .option('fitness-data', dataFlag('fitness-data', { describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` }))
+      .option('seed-known', booleanFlag('start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics'))
+      .option('baselines', stringFlag('baselines', { describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` }))
+      .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
+      .option('json', booleanFlag('print one JSON line at the end')) as never,
   handler: async (a) => {
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
-    const requested: Partial<SearchSettings> = {
+    const requested: Partial<Omit<SearchSettings, 'modelSha256' | 'gp'>> = {
       sparsity: a.sparsity,
       pattern: a.pattern,
       population: a.population,
@@ -82,24 +165,38 @@ export const searchCommand: CommandModule<object, Args> = {
       stats: a.stats === undefined ? undefined : resolve(a.stats),
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
-      baselines: a.baselines === undefined ? undefined : a.baselines === 'none' || a.baselines === '' ? [] : a.baselines.split(',').map((s) => s.trim()),
+      baselines: a.baselines === undefined ? undefined : a.baselines === 'none' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];
     const db = a.db ?? `runs/search-${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}.sqlite`;
+    if (a.db === undefined) checkOutputFile('--db', db);
     const tty = process.stderr.isTTY === true;
-    const sum = await runSearch({
-      db,
-      resume: !!a.resume,
-      model: a.model,
-      requested,
-      workers: a.workers,
-      taskTimeout: a['task-timeout'],
-      log: (l) => {
-        if (tty || !a.json) process.stderr.write(l + '\n');
-      },
-      showProgress: tty,
-      fault: faultFromEnv(),
-    });
+    const log = (l: string): void => {
+      if (tty || !a.json) process.stderr.write(l + '\n');
+    };
+    checkWorkers(a.workers);
+    // The model: the flag, else (resume) the run's, else the bundled one.
+    const model = a.model !== undefined || !a.resume ? resolveModel(a.model) : (storedModel(db) ?? resolveModel(undefined));
+    const signals = signalsToAbort(log);
+    let sum;
+    try {
+      sum = await runSearch({
+        db,
+        resume: !!a.resume,
+        model,
+        settings: requested,
+        workers: a.workers,
+        taskTimeout: a['task-timeout'],
+        signal: signals.signal,
+        stopNow: signals.stopNow,
+        log,
+        onProgress: tty ? progressDrawer() : undefined,
+        names: FLAGS,
+        fault: faultFromEnv(),
+      });
+    } finally {
+      signals.dispose();
+    }
     if (a.json) {
       process.stdout.write(
         JSON.stringify({

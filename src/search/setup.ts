@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
 import { loadModel } from '../onnx/model-io.ts';
+import { graphMaxPositions } from '../onnx/max-positions.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
@@ -21,7 +22,7 @@ import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
 import type { WorkerInit, WorkerLayer } from '../eval/worker.ts';
 import { shared } from '../eval/pool.ts';
-import { checkSettings, settingDiffs, type SearchSettings } from './search-settings.ts';
+import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
 
 /** sha256 of a file, streamed (models can be large). */
 export async function fileSha256(path: string): Promise<string> {
@@ -51,28 +52,34 @@ export interface OpenedRun {
  * model and data have loaded, so bad input leaves no run behind); with it, the run's stored
  * settings are used, and any setting given on the command line must equal the stored one.
  */
-export function openRun(dbPath: string, requested: Partial<SearchSettings>, info: { resume: boolean; modelPath: string; versions: Record<string, string> }, full: SearchSettings | null): OpenedRun {
+export function openRun(
+  dbPath: string,
+  requested: Partial<SearchSettings>,
+  info: { resume: boolean; modelPath: string; versions: Record<string, string>; names?: SettingNames },
+  full: SearchSettings | null,
+): OpenedRun {
+  const n = info.names ?? FIELD_NAMES;
   const db = openDatabase(dbPath);
   try {
     const runs = listRuns(db);
     if (!info.resume) {
       if (runs.length > 0) {
         const r = runs[runs.length - 1]!;
-        const diffs = full ? settingDiffs(r.config, full) : [];
+        const diffs = full ? settingDiffs(r.config, full, n) : [];
         if (diffs.length > 0)
-          throw new InputError(`${dbPath} holds run ${r.id} with a different configuration (${diffs.join(', ')}); pass --resume to continue that run or use another --db`);
-        throw new InputError(`${dbPath} already holds run ${r.id} with this configuration (${r.status}); pass --resume to continue it or use another --db`);
+          throw new InputError(`${dbPath} holds run ${r.id} with a different configuration (${diffs.join(', ')}); pass ${n.resume} to continue that run or use another ${n.db}`);
+        throw new InputError(`${dbPath} already holds run ${r.id} with this configuration (${r.status}); pass ${n.resume} to continue it or use another ${n.db}`);
       }
       if (!full) throw new Error('openRun: settings missing for a new run');
-      checkSettings(full);
+      checkSettings(full, n);
       const create = (dataHashes: Record<string, string>): RunStore =>
         RunStore.create(db, { config: full as unknown as Record<string, unknown>, seed: full.seed, modelPath: info.modelPath, modelSha256: full.modelSha256, dataHashes, versions: info.versions });
       return { db, store: null, create, settings: full, resumed: false, finished: false };
     }
-    if (runs.length === 0) throw new InputError(`${dbPath}: no run to resume; leave out --resume to start one`);
+    if (runs.length === 0) throw new InputError(`${dbPath}: no run to resume; leave out ${n.resume} to start one`);
     const r: RunRow = runs[runs.length - 1]!;
-    const diffs = settingDiffs(r.config, requested);
-    if (diffs.length > 0) throw new InputError(`--resume: ${diffs.join(', ')}; a resumed run keeps its configuration (leave the flag out, or use another --db for a new run)`);
+    const diffs = settingDiffs(r.config, requested, n);
+    if (diffs.length > 0) throw new InputError(`${n.resume}: ${diffs.join(', ')}; a resumed run keeps its configuration (leave the setting out, or use another ${n.db} for a new run)`);
     const settings = r.config as unknown as SearchSettings;
     if (configHash(r.config) !== r.configHash) throw new InputError(`${dbPath}: run ${r.id}'s configuration does not match its hash; the file was edited`);
     const store = RunStore.open(db, r.id);
@@ -109,6 +116,7 @@ export interface PreparedData {
   statsFile: string;
   statsCached: boolean;
   statsSeconds: number;
+  hashes: DataHashes;
 }
 
 /**
@@ -120,19 +128,31 @@ export interface PreparedData {
 export async function prepareData(
   s: SearchSettings,
   paths: { modelPath: string; tokenizerPath?: string; dbPath: string },
-  opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; fault?: WorkerInit['fault']; onProgress?: (stage: 'G' | 'X', done: number, total: number) => void },
+  opts: {
+    threads?: number;
+    batchSize?: number;
+    log?: (msg: string) => void;
+    onProgress?: (stage: 'G' | 'X', done: number, total: number) => void;
+    names?: SettingNames;
+    /** Called with the fitness tokens' and the user's statistics file's sha256 before any statistics are computed (a resumed run refuses changed data here). */
+    checkHashes?: (hashes: DataHashes) => void;
+  },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
   const model = await loadModel(paths.modelPath);
+  const maxPositions = graphMaxPositions(model);
+  if (maxPositions !== undefined && s.seqlen > maxPositions) throw new InputError(`${(opts.names ?? FIELD_NAMES).seqlen} ${s.seqlen}: the model has ${maxPositions} positions; use at most ${maxPositions}`);
   const layers = prunableLayers(model);
   const pattern = parsePattern(s.pattern, s.sparsity);
   if (pattern.kind === 'nm') {
     const bad = layers.find((l) => l.in % pattern.m !== 0);
-    if (bad) throw new InputError(`--pattern ${s.pattern}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
+    if (bad) throw new InputError(`${(opts.names ?? FIELD_NAMES).pattern} ${s.pattern}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
   }
   const vocabSize = modelVocabSize(model);
   const tokens = await loadTokens(s.fitnessData, { tokenizerPath: paths.tokenizerPath, vocabSize });
-  if (tokens.length < s.seqlen + 1) throw new InputError(`--fitness-data ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
+  if (tokens.length < s.seqlen + 1) throw new InputError(`${(opts.names ?? FIELD_NAMES).fitnessData} ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
+  const hashes: DataHashes = { fitness: tokensSha256(tokens), ...(s.stats ? { stats: await statsFileSha256(s.stats, (opts.names ?? FIELD_NAMES).stats) } : {}) };
+  opts.checkHashes?.(hashes);
 
   const cacheFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
   const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot' };
@@ -175,9 +195,19 @@ export async function prepareData(
     batchSize: opts.batchSize,
     sparsity: s.sparsity,
     pattern,
-    fault: opts.fault ?? null,
   };
-  return { model, layers, pattern, tokens, windows, workerInit, statsFile, statsCached: cached, statsSeconds };
+  return { model, layers, pattern, tokens, windows, workerInit, statsFile, statsCached: cached, statsSeconds, hashes };
+}
+
+/** sha256 of the fitness token ids and of a user's statistics file: what a run stores and a resume compares. */
+export interface DataHashes {
+  fitness: string;
+  stats?: string;
+}
+
+async function statsFileSha256(file: string, flag: string): Promise<string> {
+  if (!existsSync(file) || !statSync(file).isFile()) throw new InputError(`${flag} ${file}: not found or not a file`);
+  return fileSha256(file);
 }
 
 /** True when the cache file exists and was made for exactly these settings. */

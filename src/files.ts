@@ -1,11 +1,12 @@
 /**
- * Files are written under a temporary name beside their target (`<target>.tmp-<pid>-<id>`)
+ * Writing files safely. Files are written under a temporary name beside their target (`<target>.tmp-<pid>-<id>`)
  * and renamed over it, so an interrupted write never leaves a half-written target. A write
  * killed before its rename leaves the temporary file: the next write to the same target
  * removes those whose writing process is gone.
  */
-import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { InputError } from './errors.ts';
 import { pidAlive } from './pid.ts';
 
 let counter = 0;
@@ -44,4 +45,36 @@ export function writeFileAtomicSync(target: string, data: string | Uint8Array): 
     rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/**
+ * Make a folder and its missing parents one level at a time, returning the folders made
+ * (outermost first). Node's recursive mkdir spins forever where mkdir answers ENOENT for an
+ * existing parent (/proc); this fails with an InputError instead.
+ */
+export function makeDirs(dir: string): string[] {
+  const missing: string[] = [];
+  let p = resolve(dir);
+  for (;;) {
+    try {
+      statSync(p);
+      break;
+    } catch {
+      missing.push(p);
+      const up = dirname(p);
+      if (up === p) break;
+      p = up;
+    }
+  }
+  const made: string[] = [];
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+      made.push(d);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? String(e);
+      if (code !== 'EEXIST') throw new InputError(`cannot create folder ${d} (${code})`);
+    }
+  }
+  return made;
 }

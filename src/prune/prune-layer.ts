@@ -1,0 +1,53 @@
+/**
+ * Prune one linear layer given its statistics: a metric's scores masked per group,
+ * or SparseGPT's reconstruction. Knows nothing of blocks or sessions; the caller
+ * reads the weight and writes it back.
+ */
+import { InputError } from '../errors.ts';
+import type { PruneMethod } from './baselines.ts';
+import type { PrunableLayer } from './discover.ts';
+import { sparseGpt } from './sparsegpt.ts';
+import type { HessianAccumulator } from './sparsegpt.ts';
+import { applyMask, maskScores, maskSparsity, type MaskSpec, type ScoreScratch } from './score.ts';
+
+export interface LayerReport {
+  name: string;
+  block: number;
+  out: number;
+  in: number;
+  pruned: number;
+  sparsity: number;
+  /** Least and most pruned fraction over the layer's output rows. */
+  rowMin: number;
+  rowMax: number;
+  /** Weights whose score was NaN (0 for SparseGPT). */
+  nanCount: number;
+}
+
+export interface LayerInputs {
+  X: Float32Array | null;
+  G: Float32Array | null;
+  gram: HessianAccumulator | null;
+}
+
+/** Prune `w` ([out, in], updated in place) with `method`; returns the layer's report. */
+export function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, layer: PrunableLayer, w: Float32Array, st: LayerInputs, scratch: ScoreScratch): LayerReport {
+  let mask: Uint8Array;
+  let nanCount = 0;
+  if (method.kind === 'sparsegpt') {
+    if (!st.gram) throw new Error(`no Hessian collected for ${layer.name}`);
+    const p = spec.pattern;
+    mask = sparseGpt(w, layer.out, layer.in, st.gram.hessian(), { sparsity: spec.sparsity, n: p.kind === 'nm' ? p.n : 0, m: p.kind === 'nm' ? p.m : 0 }).mask;
+  } else {
+    if (method.needs.X && !st.X) throw new Error(`no X for ${layer.name}`);
+    if (method.needs.G && !st.G) throw new InputError(`no G for layer ${layer.name}`);
+    const scores = method.score!({ rows: layer.out, cols: layer.in, weight: w, X: st.X, G: st.G }, { name: layer.name, scratch });
+    const res = maskScores(scores, layer.out, layer.in, spec);
+    if (res.nanCount === scores.length) throw new InputError(`metric ${method.label} yields NaN for every weight of ${layer.name}`);
+    nanCount = res.nanCount;
+    mask = res.mask;
+    applyMask(w, mask);
+  }
+  const s = maskSparsity(mask, layer.out, layer.in);
+  return { name: layer.name, block: layer.block, out: layer.out, in: layer.in, pruned: s.pruned, sparsity: s.sparsity, rowMin: s.rowMin, rowMax: s.rowMax, nanCount };
+}

@@ -1,0 +1,146 @@
+/**
+ * The settings of a search run: everything that shapes its results (stored as the run's
+ * configuration and compared on --resume), their defaults, and the checks on them.
+ * How a run executes (task runner, timeouts, display) is not part of it: a run resumed with
+ * other workers continues the same search.
+ */
+import { InputError } from '../errors.ts';
+import { parsePattern } from '../prune/score.ts';
+import { METHOD_NAMES } from '../prune/baselines.ts';
+import { resolveConfig, type GpConfig } from '../gp/config.ts';
+
+export interface SearchSettings {
+  /** sha256 of the model file: the run is keyed on the model's bytes, not on where it lies. */
+  modelSha256: string;
+  sparsity: number;
+  pattern: string;
+  mode: 'steady-state' | 'generational';
+  population: number;
+  /** Children made and evaluated per step (in parallel). Fixed when the run starts (default: twice the number of workers, so workers stay busy while some candidates run their full budget). */
+  batch: number;
+  /** Steady-state iterations (children, as Pruner-Zero counts them) or generations; exactly one is set. */
+  iterations: number | null;
+  generations: number | null;
+  seed: number;
+  /** Fitness data: perplexity of each candidate on these tokens. */
+  fitnessData: string;
+  /** Full budget in predicted tokens; the short budget is shortFraction of it. */
+  evalTokens: number;
+  shortFraction: number;
+  /** Relative margin over the best short perplexity within which the full budget is paid. */
+  margin: number;
+  seqlen: number;
+  /** Calibration for the one-shot dense statistics X and G. */
+  calibData: string;
+  nsamples: number;
+  /**
+   * Absolute path of a statistics file given with --stats (G, and X when it holds X), e.g.
+   * gradients computed elsewhere; null: both computed from calibData. Stored so a resumed
+   * run reads the same file.
+   */
+  stats: string | null;
+  /** Seed the initial population with magnitude, Wanda, GBLM and Pruner-Zero's metric. */
+  seedKnown: boolean;
+  /** Baselines evaluated once per run on the same settings. */
+  baselines: string[];
+  /** GP options beyond the defaults (terminals, operators, depth and size limits, ...); absent: the defaults. */
+  gp?: GpOptions;
+}
+
+
+/**
+ * Defaults, measured on the bundled model with two cores (2 workers, batch 4): a short-budget
+ * perplexity (8192 tokens) takes ~1 s, a full one (32768 tokens) ~3.5 s, masks ~0.1 s, the
+ * statistics and baselines ~40 s. With a 10% margin a default run took 18.7 min, 357 of
+ * 550 candidates at the full budget: once the population converges nearly all of it lies
+ * within 10% of the best. Short- and full-budget perplexity ranked candidates alike
+ * (Spearman 0.98 over 357), and 152 of the 550 short perplexities were within 2% of the
+ * best, so the margin is 2%: about 15 minutes on two cores.
+ * 32768 tokens are 38% of brown:search: differences between good metrics are a fraction of
+ * a percent of perplexity, and a larger budget makes them less a property of the tokens.
+ */
+export const SEARCH_DEFAULTS = {
+  sparsity: 0.5,
+  pattern: 'unstructured',
+  mode: 'steady-state' as const,
+  population: 50,
+  iterations: 500,
+  seed: 0,
+  fitnessData: 'brown:search',
+  evalTokens: 32768,
+  shortFraction: 0.25,
+  margin: 0.02,
+  seqlen: 128,
+  calibData: 'brown:calib',
+  nsamples: 128,
+  stats: null as string | null,
+  seedKnown: false,
+  baselines: [...METHOD_NAMES] as string[],
+};
+
+/** GP options beyond the settings above; stored with the run (they shape its results). */
+export type GpOptions = Partial<Pick<GpConfig, 'terminals' | 'unaryOps' | 'binaryOps' | 'initDepth' | 'maxDepth' | 'maxSize' | 'sampleSize' | 'topK' | 'crossoverProb' | 'mutationProb' | 'seeds'>>;
+
+/**
+ * How errors name each setting and the run-level options. The library names them by their
+ * field (`sparsity`, `evalTokens`); a front end passes its own words (the CLI its flags).
+ */
+export type SettingNames = Record<keyof SearchSettings | 'resume' | 'db' | 'workers' | 'taskTimeout', string>;
+
+export const FIELD_NAMES: SettingNames = {
+  ...(Object.fromEntries(
+    (['modelSha256', 'sparsity', 'pattern', 'mode', 'population', 'batch', 'iterations', 'generations', 'seed', 'fitnessData', 'evalTokens', 'shortFraction', 'margin', 'seqlen', 'calibData', 'nsamples', 'stats', 'seedKnown', 'baselines', 'gp'] as const).map((k) => [k, k]),
+  ) as Record<keyof SearchSettings, string>),
+  resume: 'resume',
+  db: 'db',
+  workers: 'workers',
+  taskTimeout: 'taskTimeout',
+};
+
+/**
+ * The one place search settings are checked (a new run's, before anything is created).
+ * Bad values are an InputError naming the setting in the caller's words.
+ */
+export function checkSettings(s: SearchSettings, names: SettingNames = FIELD_NAMES): void {
+  const n = names;
+  const posInt = (v: number | null, key: keyof SearchSettings, min = 1): void => {
+    if (v !== null && !(Number.isInteger(v) && v >= min)) throw new InputError(`${n[key]} ${v}: must be an integer of at least ${min}`);
+  };
+  if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`${n.sparsity} ${s.sparsity}: must be a number strictly between 0 and 1`);
+  parsePattern(s.pattern, s.sparsity);
+  posInt(s.population, 'population', 2);
+  posInt(s.batch, 'batch');
+  posInt(s.iterations, 'iterations', 0);
+  posInt(s.generations, 'generations', 0);
+  if ((s.iterations === null) === (s.generations === null)) throw new InputError(`give either ${n.iterations} (steady-state) or ${n.generations} (generational), not both`);
+  if (!Number.isInteger(s.seed)) throw new InputError(`${n.seed} ${s.seed}: must be an integer`);
+  posInt(s.evalTokens, 'evalTokens', 2);
+  posInt(s.seqlen, 'seqlen', 2);
+  posInt(s.nsamples, 'nsamples');
+  if (!(s.shortFraction > 0 && s.shortFraction <= 1)) throw new InputError(`${n.shortFraction} ${s.shortFraction}: must be in (0, 1]`);
+  if (!(s.margin >= 0 && Number.isFinite(s.margin))) throw new InputError(`${n.margin} ${s.margin}: must be a non-negative number`);
+  for (const b of s.baselines) if (!(METHOD_NAMES as readonly string[]).includes(b)) throw new InputError(`${n.baselines}: unknown method ${b}; expected some of ${METHOD_NAMES.join(', ')} or none`);
+  if (s.gp) resolveConfig({ ...s.gp, populationSize: s.population, mode: s.mode, batchSize: s.batch, seedKnown: s.seedKnown });
+}
+
+/** Short budget in predicted tokens: a prefix of the full budget's windows, at least one window. */
+export function shortTokens(s: Pick<SearchSettings, 'evalTokens' | 'shortFraction' | 'seqlen'>): number {
+  return Math.min(s.evalTokens, Math.max(s.seqlen, Math.round(s.evalTokens * s.shortFraction)));
+}
+
+/** The settings that differ between a stored configuration and a requested one, as phrases in the caller's words. */
+export function settingDiffs(stored: Record<string, unknown>, requested: Partial<Record<keyof SearchSettings, unknown>>, names: SettingNames = FIELD_NAMES): string[] {
+  const out: string[] = [];
+  for (const k of Object.keys(requested) as (keyof SearchSettings)[]) {
+    if (!(k in requested) || requested[k] === undefined) continue;
+    const a = JSON.stringify(stored[k] ?? null);
+    const b = JSON.stringify(requested[k] ?? null);
+    if (a !== b) out.push(`${names[k] ?? k} ${fmt(requested[k])} (the run has ${fmt(stored[k])})`);
+  }
+  return out;
+}
+
+function fmt(v: unknown): string {
+  if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
+  return v === null || v === undefined ? 'unset' : String(v);
+}

@@ -83,7 +83,7 @@ test('bad input: one line on stderr, exit code 2', async () => {
     [['eval', '--model', 'nologits.onnx', '--data', 'ids.bin', '--seqlen', '16'], /no 'logits' output/],
     [['eval', '--model', 'm', '--data', 'big.bin', '--seqlen', '4'], /53|outside|vocab/],
     [['eval', '--model', 'm', '--data', 'ids.bin', '--seqlen', '512'], /--seqlen 512: the model has 64 positions/],
-    [['eval', '--model', 'm', '--data', 'missing.bin'], /missing\.bin/],
+    [['eval', '--model', 'm', '--data', 'missing.bin', '--seqlen', '16'], /missing\.bin/],
   ];
   for (const [args, re] of cases) {
     const r = cli(...args);

@@ -69,7 +69,7 @@ export function intFlag(flag: string, o: Common & { min: number; max?: number; d
 export function numberFlag(flag: string, o: Common & { min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean; default?: number }): TaggedOption {
   const lo = o.min === undefined ? '' : o.minExclusive ? `greater than ${o.min}` : `at least ${o.min}`;
   const hi = o.max === undefined ? '' : o.maxExclusive ? `less than ${o.max}` : `at most ${o.max}`;
-  const range = ['a finite number', lo, hi].filter(Boolean).join(', ');
+  const range = o.minExclusive && o.maxExclusive ? `a number strictly between ${o.min} and ${o.max}` : ['a finite number', lo, hi].filter(Boolean).join(', ');
   const coerce = (v: unknown): number => {
     if (typeof v === 'number') return v;
     const s = single(flag, v).trim();
@@ -97,7 +97,7 @@ export function booleanFlag(describe: string): TaggedOption {
 export function choiceFlag(flag: string, choices: readonly string[], o: Common & { default?: string }): TaggedOption {
   const coerce = (v: unknown): string => {
     const s = single(flag, v);
-    if (!choices.includes(s)) throw new InputError(`--${flag} ${s}: expected one of ${choices.join(', ')}`);
+    if (!choices.includes(s)) throw new InputError(`--${flag} ${s}: unknown ${flag}; expected one of ${choices.join(", ")}`);
     return s;
   };
   return tag({ type: 'string', requiresArg: true, describe: `${o.describe} (${choices.join(', ')})`, default: o.default, demandOption: o.demandOption, coerce }, { kind: 'choice', choices });

@@ -104,7 +104,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
   const modelSha256 = await fileSha256(model.modelPath);
-  const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(o.model !== undefined || !resume ? { modelSha256 } : {}) };
+  const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   if (full) checkSettings(full, names); // the whole configuration, before the database is created
   // One writer per database: the lock is held from before the run is looked up until the end.

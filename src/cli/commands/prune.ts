@@ -18,7 +18,7 @@ import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag,
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, pruneModel, type CalibrationMode } from '../../prune/prune-model.ts';
+import { prunableLayers, pruneModel, type CalibrationMode, type LayerReport } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
@@ -93,6 +93,26 @@ export function checkOutDir(out: string, modelPath: string, modelDir: string): s
   if (real(dir) === real(modelDir)) throw new InputError(`--out ${out}: is the input model's folder; choose a new folder so the model is not overwritten`);
   if (real(path.join(dir, 'model.onnx')) === real(modelPath)) throw new InputError(`--out ${out}: would overwrite the input model ${modelPath}`);
   return dir;
+}
+
+/**
+ * One line when a metric's scores could not rank the weights of some layers: NaN/inf, or
+ * constant within every row (the mask then follows column order). The search rejects such
+ * metrics as invalid; prune still prunes, and says so.
+ */
+export function degenerateWarning(label: string, layers: LayerReport[]): string | null {
+  const of = (kind: 'constant' | 'non-finite'): LayerReport[] => layers.filter((l) => l.problem?.kind === kind);
+  const constant = of('constant');
+  const nonFinite = of('non-finite');
+  if (!constant.length && !nonFinite.length) return null;
+  const parts: string[] = [];
+  const where = (ls: LayerReport[]): string => `${ls.length} of ${layers.length} layers (${ls[0]!.name}${ls.length > 1 ? ', ...' : ''})`;
+  if (constant.length) parts.push(`constant within every row in ${where(constant)}`);
+  if (nonFinite.length) {
+    const p = nonFinite[0]!.problem as { nan: number; inf: number };
+    parts.push(`NaN or infinite in ${where(nonFinite)}: ${p.nan} NaN and ${p.inf} infinite scores in the first`);
+  }
+  return `symprune: warning: metric ${label}: scores are ${parts.join('; ')}; there the mask does not follow the metric (the search rejects such metrics as invalid)`;
 }
 
 export const CALIBRATION_MODES = ['one-shot', 'sequential'] as const;
@@ -187,6 +207,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         },
       });
       (bar as ReturnType<typeof progress> | null)?.done();
+      const warning = degenerateWarning(result.label, result.layers);
+      if (warning) process.stderr.write(warning + '\n');
 
       const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
       makeDirs(outDir);

@@ -14,7 +14,7 @@ import { buildGradientGraph } from '../src/onnx/autodiff/grad-graph.ts';
 import { createSession, ort } from '../src/onnx/session.ts';
 import type { ModelProto } from '../src/onnx/proto.ts';
 import { tokenFeeds } from '../src/prune/calibration.ts';
-import { REPO_ROOT, BUNDLED_MODEL_DIR } from '../src/cli/model-path.ts';
+import { REPO_ROOT, BUNDLED_MODEL_DIR } from '../src/model/load.ts';
 
 async function timeRuns(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetch: string[], n: number): Promise<number> {
   const f = Object.fromEntries(s.inputNames.map((k) => [k, feeds[k]!]));

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import seedrandom from 'seedrandom';
 import { PerplexityEvaluator, type EvaluatorOptions } from '../src/eval/perplexity.ts';
-import { BUNDLED_MODEL_DIR } from '../src/cli/model-path.ts';
+import { BUNDLED_MODEL_DIR } from '../src/model/load.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';

@@ -17,7 +17,7 @@ import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { validateLlamaConfig, type LlamaConfig } from '../src/onnx/llama-config.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { loadTokens } from '../src/data/dataset.ts';
-import { BUNDLED_MODEL_DIR, REPO_ROOT } from '../src/cli/model-path.ts';
+import { BUNDLED_MODEL_DIR, REPO_ROOT } from '../src/model/load.ts';
 import { baselineMethod } from '../src/prune/baselines.ts';
 import { loadCalibrationWindows, modelVocabSize } from '../src/prune/calibration-windows.ts';
 import { pruneModel } from '../src/prune/prune-model.ts';

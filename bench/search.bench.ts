@@ -15,7 +15,7 @@ import { loadModel, saveModel } from '../src/onnx/model-io.ts';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { parseTrainConfig } from '../src/train/config.ts';
-import { BUNDLED_MODEL_DIR, REPO_ROOT } from '../src/cli/model-path.ts';
+import { BUNDLED_MODEL_DIR, REPO_ROOT } from '../src/model/load.ts';
 import { EvalPool } from '../src/eval/pool.ts';
 import { CandidateEvaluator } from '../src/eval/fitness.ts';
 import type { MaskReply, PplReply } from '../src/eval/worker.ts';

@@ -8,8 +8,10 @@ export { InputError } from './errors.ts';
 // Models: load an ONNX model (external data too), find its prunable linear layers.
 export { loadModel, saveModel } from './onnx/model-io.ts';
 export type { ModelProto } from './onnx/proto.ts';
-export { resolveModel, BUNDLED_MODEL_DIR } from './cli/model-path.ts';
-export type { ResolvedModel } from './cli/model-path.ts';
+export { resolveModel, loadModelGraph, modelSha256, BUNDLED_MODEL_DIR } from './model/load.ts';
+export type { ModelDescription } from './model/load.ts';
+export { writeHfCheckpoint } from './model/hf-write.ts';
+export { openHfWeights } from './model/hf-weights.ts';
 export { discoverLayers } from './prune/discover.ts';
 export type { PrunableLayer } from './prune/discover.ts';
 

@@ -93,6 +93,8 @@ function badValues(flag: string, k: FlagKind): string[][] {
       return [[''], ['   '], [], twice('x')];
     case 'choice':
       return [[''], ['bogus'], [k.choices[0]!.toUpperCase() + '!'], [], twice(k.choices[0]!)];
+    case 'input-files':
+      return [[''], ['missing.file'], ['adir'], ['afile', 'missing.file'], ['/dev/null'], []];
     case 'input-file':
       return [[''], ['missing.file'], ['adir'], ['/dev/null'], ['/proc/nonexistent/x'], ['afile/sub'], [], twice('afile')];
     case 'output-file': {

@@ -71,7 +71,7 @@ function assertBadInput(r: Run, re: RegExp): void {
 
 test('prune --method wanda writes model.onnx, tokenizer.json and prune.json; the written model has the reported perplexity', async () => {
   const out = path.join(tmp, 'wanda');
-  const r = await symprune('prune', '--model', modelDir, '--method', 'wanda', '--sparsity', '0.5', ...CAL, '--out', out, '--eval', '--eval-tokens', '1600', '--json');
+  const r = await symprune('prune', '--model', modelDir, '--method', 'wanda', '--sparsity', '0.5', ...CAL, '--out', out, '--eval', '--eval-tokens', '1600', '--task', 'none', '--json');
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'prune.json'), 'utf8')).layers, report.layers);
@@ -113,7 +113,7 @@ test('stats writes G and X of every layer; prune --stats uses them without calib
 });
 
 test('baselines --json: dense and every method', async () => {
-  const r = await symprune('baselines', '--model', modelDir, '--pattern', '4:8', ...CAL_BIN, '--eval-tokens', '800', '--json');
+  const r = await symprune('baselines', '--model', modelDir, '--pattern', '4:8', ...CAL_BIN, '--eval-tokens', '800', '--task', 'none', '--json');
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.pattern, '4:8');

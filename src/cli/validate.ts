@@ -20,6 +20,7 @@ export type FlagKind =
   | { kind: 'boolean' }
   | { kind: 'choice'; choices: readonly string[] }
   | { kind: 'input-file' }
+  | { kind: 'input-files'; keyword?: string }
   | { kind: 'output-file'; ext?: RegExp }
   | { kind: 'output-dir' }
   | { kind: 'model' }
@@ -108,6 +109,20 @@ export function inputFileFlag(flag: string, o: Common): TaggedOption {
   return tag({ type: 'string', requiresArg: true, describe: o.describe, demandOption: o.demandOption, coerce: (v: unknown) => checkInputFile(`--${flag}`, single(flag, v)) }, { kind: 'input-file' });
 }
 
+/** Existing regular files, the flag repeatable; `keyword` (e.g. `none`) is accepted alone instead. */
+export function inputFilesFlag(flag: string, o: Common & { keyword?: string }): TaggedOption {
+  const coerce = (v: unknown): string[] => {
+    const list = (Array.isArray(v) ? v : [v]).map(String);
+    if (o.keyword !== undefined && list.length === 1 && list[0] === o.keyword) return list;
+    for (const p of list) {
+      if (p.trim() === '') throw new InputError(`--${flag}: empty value`);
+      checkInputFile(`--${flag}`, p);
+    }
+    return list;
+  };
+  return tag({ type: 'string', array: true, requiresArg: true, describe: o.describe, demandOption: o.demandOption, coerce }, { kind: 'input-files', keyword: o.keyword });
+}
+
 /** A file to write: it may exist (as a regular file) and its folder must exist or be creatable. */
 export function outputFileFlag(flag: string, o: Common & { ext?: RegExp; extName?: string; default?: string }): TaggedOption {
   const coerce = (v: unknown): string => {
@@ -128,7 +143,7 @@ export function outputDirFlag(flag: string, o: Common): TaggedOption {
 }
 
 /** `--model`: a file or a folder that exists (what it holds is checked when it is resolved). */
-export function modelFlag(describe = 'model.onnx or a folder holding it (default: the bundled model)'): TaggedOption {
+export function modelFlag(describe = 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)'): TaggedOption {
   const coerce = (v: unknown): string => {
     const s = single('model', v);
     if (!fs.existsSync(s)) throw new InputError(`model not found: ${s}`);

@@ -4,8 +4,8 @@
  * that database changes (the correlation analysis is quadratic in the individuals).
  */
 import type { DB } from '../store/schema.ts';
-import { baselines, curve, FEATURES, featureRows, fidelityPairs } from '../store/queries.ts';
-import { buildReport } from '../store/report.ts';
+import { baselines, curve, FEATURES, featureRows, fidelityPairs, leaderboard } from '../store/queries.ts';
+import { buildReport, type Report } from '../store/report.ts';
 import { candidate, failures, latexOf, paretoFront, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
 import type { Source } from './sources.ts';
 
@@ -30,7 +30,7 @@ export function apiAnswer(sources: readonly Source[], name: string, params: Para
       return sources.map((s) => ({ db: s.key, label: s.label, path: s.path, version: s.version, ...snapshot(s.db, () => ({ runs: runSummaries(s.db), workers: queueWorkers(s.db) })) }));
     case 'run': {
       const [s, run] = sourceRun(sources, params);
-      return cache.get(s, `run ${run}`, () => runAnswer(s, run));
+      return runAnswer(s, run, cache);
     }
     case 'scatter': {
       const [s, run] = sourceRun(sources, params);
@@ -54,26 +54,26 @@ export function apiAnswer(sources: readonly Source[], name: string, params: Para
   }
 }
 
-function runAnswer(s: Source, run: number): unknown {
-  return snapshot(s.db, () => {
-    const report = buildReport(s.db, s.path, { run, top: LEADERBOARD });
-    return {
-      db: s.key,
-      label: s.label,
-      summary: runSummaryById(s.db, run),
-      leaderboard: report.leaderboard.map((b) => ({ ...b, latex: latexOf(b.infix) })),
-      baselines: report.baselines,
-      curve: report.curve,
-      correlations: report.correlations,
-      principles: report.principles,
-      features: FEATURES,
-      pareto: paretoFront(s.db, run),
-      fidelity: fidelityPairs(s.db, run),
-      recent: recentIndividuals(s.db, run, RECENT),
-      failures: failures(s.db, run, RECENT),
-      workerLoad: workerLoad(s.db, run),
-    };
-  });
+function runAnswer(s: Source, run: number, cache: AnswerCache): unknown {
+  // The correlation analysis grows with the square of the individuals: while a search writes,
+  // it is recomputed at most every 20 times its own cost; everything else is read fresh.
+  const analysis = cache.get(s, `analysis ${run}`, () => snapshot(s.db, () => buildReport(s.db, s.path, { run, top: 1 })), { throttle: 20 }) as Report;
+  return snapshot(s.db, () => ({
+    db: s.key,
+    label: s.label,
+    summary: runSummaryById(s.db, run),
+    leaderboard: leaderboard(s.db, run, LEADERBOARD).map((b) => ({ ...b, latex: latexOf(b.infix) })),
+    baselines: baselines(s.db, run),
+    curve: curve(s.db, run),
+    correlations: analysis.correlations,
+    principles: analysis.principles,
+    features: FEATURES,
+    pareto: paretoFront(s.db, run),
+    fidelity: fidelityPairs(s.db, run),
+    recent: recentIndividuals(s.db, run, RECENT),
+    failures: failures(s.db, run, RECENT),
+    workerLoad: workerLoad(s.db, run),
+  }));
 }
 
 /** Several runs, possibly from different databases: summaries and curves to lay side by side. */
@@ -108,18 +108,24 @@ function snapshot<T>(db: DB, fn: () => T): T {
   return db.transaction(fn)();
 }
 
-/** Answers per database, dropped when its version moves (a commit by the search). */
+/**
+ * Answers per database, dropped when its version moves (a commit by the search). With
+ * `throttle: k` an answer that took t ms to compute is kept for k * t ms even if the
+ * database moved on, so an expensive analysis cannot keep the server busy during a live run.
+ */
 export class AnswerCache {
-  private entries = new Map<string, { version: number; value: unknown }>();
+  private entries = new Map<string, { version: number; value: unknown; at: number; ms: number }>();
   constructor(private readonly limit = 64) {}
 
-  get(s: Source, key: string, compute: () => unknown): unknown {
+  get(s: Source, key: string, compute: () => unknown, opts: { throttle?: number } = {}): unknown {
     const k = `${s.key} ${key}`;
     const hit = this.entries.get(k);
-    if (hit && hit.version === s.version) return hit.value;
+    const now = performance.now();
+    if (hit && (hit.version === s.version || (opts.throttle && now - hit.at < opts.throttle * hit.ms))) return hit.value;
     const value = compute();
+    const ms = performance.now() - now;
     this.entries.delete(k);
-    this.entries.set(k, { version: s.version, value });
+    this.entries.set(k, { version: s.version, value, at: performance.now(), ms });
     if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value!);
     return value;
   }

@@ -65,7 +65,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     }
     // A page elsewhere that rebinds its own name to 127.0.0.1 would send its own Host: refuse it.
     if (loopback && !isLoopback(hostName(req.headers.host ?? ''))) throw new HttpError(403, 'Host header is not a loopback name');
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     if (path === '/') return sendFile(res, roots.page, 'index.html');
     if (path.startsWith('/static/')) return sendFile(res, roots.page, path.slice('/static/'.length));
     if (path.startsWith('/vendor/chart/')) return sendFile(res, roots.chart, path.slice('/vendor/chart/'.length));
@@ -73,7 +74,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (path === '/api/events') return openStream(req, res);
     if (path.startsWith('/api/')) {
       broadcast(pollChanges(o.sources)); // answer from what is committed now, not at the last tick
-      const answer = apiAnswer(o.sources, path.slice('/api/'.length), new URL(req.url ?? '/', 'http://localhost').searchParams, cache);
+      const answer = apiAnswer(o.sources, path.slice('/api/'.length), url.searchParams, cache);
       return send(res, 200, 'application/json; charset=utf-8', toJson(answer), { 'Cache-Control': 'no-store' });
     }
     throw new HttpError(404, 'not found');

@@ -13,7 +13,7 @@
  */
 import { DataType, type ModelProto, type NodeProto, type TensorProto } from './proto.ts';
 import { node, valueInfo, makeModel, type AttrValue } from './graph-build.ts';
-import { floatTensor, int64Tensor } from './tensor.ts';
+import { floatTensor, int64Tensor, transposeInto } from './tensor.ts';
 import { headDim, validateLlamaConfig, type LlamaConfig } from './llama-config.ts';
 import { checkLlamaWeights, llamaWeightSpecs, type LlamaWeights } from './llama-weights.ts';
 
@@ -27,6 +27,18 @@ export interface BuildLlamaOptions {
    * 'torch-generated': `onnx::MatMul_<n>` as torch.onnx.export names transposed weights.
    */
   weightNames?: 'module' | 'torch-generated';
+  /**
+   * Delete each weight from the map once it is in the graph, so a large model is held
+   * once (as initializers), not twice. The caller's map is emptied.
+   */
+  consume?: boolean;
+  /**
+   * A KV cache as Hugging Face Optimum exports it: 'past' adds inputs
+   * `past_key_values.N.key/.value` [batch, kvHeads, past, headDim] (attention_mask then
+   * spans past + seq) and outputs `present.N.key/.value`; 'present' gives the outputs
+   * only (Optimum's no-past decoder). Default: no cache.
+   */
+  cache?: 'past' | 'present';
 }
 
 /** First number torch-generated MatMul initializer names count from. */
@@ -45,12 +57,39 @@ export function llamaInitializerNames(c: LlamaConfig, style: 'module' | 'torch-g
   return names;
 }
 
-/** Rotary cos/sin tables [maxPositions, headDim], computed in float32 as transformers does. */
-export function ropeTables(c: LlamaConfig): { cos: Float32Array; sin: Float32Array } {
+/**
+ * Rotary inverse frequencies [headDim / 2] in float32 as transformers computes them,
+ * rescaled by rope_scaling ('linear': all divided by the factor; 'llama3': long
+ * wavelengths divided by the factor, short ones kept, a smooth blend between).
+ */
+export function ropeInverseFrequencies(c: LlamaConfig): Float32Array {
   const hd = headDim(c);
   const half = hd / 2;
   const inv = new Float32Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.fround(c.ropeTheta ** Math.fround((2 * i) / hd));
+  const rs = c.ropeScaling;
+  if (rs?.type === 'linear') for (let i = 0; i < half; i++) inv[i] = inv[i]! / rs.factor;
+  if (rs?.type === 'llama3') {
+    const lowWavelen = rs.originalMaxPositions / rs.lowFreqFactor;
+    const highWavelen = rs.originalMaxPositions / rs.highFreqFactor;
+    for (let i = 0; i < half; i++) {
+      const f = inv[i]!;
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen > lowWavelen) inv[i] = f / rs.factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (rs.originalMaxPositions / wavelen - rs.lowFreqFactor) / (rs.highFreqFactor - rs.lowFreqFactor);
+        inv[i] = ((1 - smooth) * f) / rs.factor + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+/** Rotary cos/sin tables [maxPositions, headDim], computed in float32 as transformers does. */
+export function ropeTables(c: LlamaConfig): { cos: Float32Array; sin: Float32Array } {
+  const hd = headDim(c);
+  const half = hd / 2;
+  const inv = ropeInverseFrequencies(c);
   const cos = new Float32Array(c.maxPositions * hd);
   const sin = new Float32Array(c.maxPositions * hd);
   for (let p = 0; p < c.maxPositions; p++) {
@@ -61,12 +100,6 @@ export function ropeTables(c: LlamaConfig): { cos: Float32Array; sin: Float32Arr
     }
   }
   return { cos, sin };
-}
-
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c]!;
-  return out;
 }
 
 /** Accumulates nodes with torch-style names: `<scope>/<Op>`, `<scope>/<Op>_1`, ... */
@@ -120,12 +153,16 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     const name = names.get(hfName)!;
     if (spec.kind === 'linear') {
       const [out, inp] = spec.shape as [number, number];
-      g.initializers.push(floatTensor(name, [inp, out], transpose2d(data, out, inp)));
+      g.initializers.push(floatTensor(name, [inp, out], transposeInto(data, out, inp)));
     } else {
       g.initializers.push(floatTensor(name, [...spec.shape], data));
     }
+    if (opts.consume) weights.delete(hfName);
     return name;
   };
+  // A tied head multiplies by the embedding: stored as its own [dim, vocab] initializer
+  // (graphs keep MatMul weights [in, out]), taken before the embedding may be consumed.
+  const tiedHead = c.tieWordEmbeddings ? floatTensor('lm_head.weight', [c.dim, c.vocabSize], transposeInto(weights.get('model.embed_tokens.weight')!, c.vocabSize, c.dim)) : null;
 
   const rmsNorm = (x: string, scope: string, hfName: string): string => {
     const p = g.op('Pow', [x, g.f32(2)], scope);
@@ -137,7 +174,11 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     return g.op('Mul', [weight(hfName), y], scope);
   };
 
-  const linear = (x: string, module: string): string => g.op('MatMul', [x, weight(`${module}.weight`)], `/${module.replace(/\./g, '/').replace(/\/(\d+)\//g, '.$1/')}`);
+  const linear = (x: string, module: string): string => {
+    const scope = `/${module.replace(/\./g, '/').replace(/\/(\d+)\//g, '.$1/')}`;
+    const y = g.op('MatMul', [x, weight(`${module}.weight`)], scope);
+    return shapes.has(`${module}.bias`) ? g.op('Add', [weight(`${module}.bias`), y], scope) : y;
+  };
 
   // Embedding.
   const embedW = weight('model.embed_tokens.weight');
@@ -146,9 +187,19 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   // Causal + padding mask [batch, 1, seq, seq]: 0 where attended, MASK_MIN elsewhere
   // (selected with Where, never summed, so a fully padded row stays finite).
   const shape = g.op('Shape', ['input_ids'], '/model');
-  const ss = g.op('Gather', [shape, g.i64([1, 1])], '/model', { axis: 0 });
-  const filled = g.op('ConstantOfShape', [ss], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
-  const causal = g.op('Trilu', [filled, g.i64([1], true)], '/model', { upper: 1 });
+  let causal: string;
+  if (opts.cache === 'past') {
+    // [seq, past + seq], masked above the diagonal shifted right by past.
+    const total = g.op('Gather', [g.op('Shape', ['attention_mask'], '/model'), g.i64([1])], '/model', { axis: 0 });
+    const rows = g.op('Gather', [shape, g.i64([1])], '/model', { axis: 0 });
+    const filled = g.op('ConstantOfShape', [g.op('Concat', [rows, total], '/model', { axis: 0 })], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
+    const shift = g.op('Squeeze', [g.op('Add', [g.op('Sub', [total, rows], '/model'), g.i64([1])], '/model'), g.i64([0])], '/model');
+    causal = g.op('Trilu', [filled, shift], '/model', { upper: 1 });
+  } else {
+    const ss = g.op('Gather', [shape, g.i64([1, 1])], '/model', { axis: 0 });
+    const filled = g.op('ConstantOfShape', [ss], '/model', { value: floatTensor('', [1], new Float32Array([MASK_MIN])) });
+    causal = g.op('Trilu', [filled, g.i64([1], true)], '/model', { upper: 1 });
+  }
   const padded = g.op('Equal', ['attention_mask', g.i64([0], true)], '/model');
   const padded4 = g.op('Unsqueeze', [padded, g.i64([1, 2])], '/model');
   const mask = g.op('Where', [padded4, g.f32(MASK_MIN), causal], '/model');
@@ -179,8 +230,15 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     const xn = rmsNorm(h, `${L}/input_layernorm`, `model.layers.${i}.input_layernorm.weight`);
     const heads = (x: string, n: number): string => g.op('Transpose', [g.op('Reshape', [x, g.i64([0, 0, n, hd])], A)], A, { perm: [0, 2, 1, 3] });
     const q = rotary(heads(linear(xn, `model.layers.${i}.self_attn.q_proj`), c.heads), A);
-    const k = repeatKv(rotary(heads(linear(xn, `model.layers.${i}.self_attn.k_proj`), c.kvHeads), A), A);
-    const v = repeatKv(heads(linear(xn, `model.layers.${i}.self_attn.v_proj`), c.kvHeads), A);
+    let kc = rotary(heads(linear(xn, `model.layers.${i}.self_attn.k_proj`), c.kvHeads), A);
+    let vc = heads(linear(xn, `model.layers.${i}.self_attn.v_proj`), c.kvHeads);
+    if (opts.cache) {
+      const past = opts.cache === 'past';
+      kc = g.op(past ? 'Concat' : 'Identity', past ? [`past_key_values.${i}.key`, kc] : [kc], A, past ? { axis: 2 } : {}, `present.${i}.key`);
+      vc = g.op(past ? 'Concat' : 'Identity', past ? [`past_key_values.${i}.value`, vc] : [vc], A, past ? { axis: 2 } : {}, `present.${i}.value`);
+    }
+    const k = repeatKv(kc, A);
+    const v = repeatKv(vc, A);
     const scores = g.op('MatMul', [q, g.op('Transpose', [k], A, { perm: [0, 1, 3, 2] })], A);
     const scaled = g.op('Mul', [scores, g.f32(1 / Math.sqrt(hd))], A);
     const probs = g.op('Softmax', [g.op('Add', [scaled, mask], A)], A, { axis: -1 });
@@ -197,17 +255,21 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     h = g.op('Add', [h, down], L);
   }
   const hn = rmsNorm(h, '/model/norm', 'model.norm.weight');
-  g.op('MatMul', [hn, weight('lm_head.weight')], '/lm_head', {}, 'logits');
+  if (tiedHead) g.initializers.push(tiedHead);
+  g.op('MatMul', [hn, tiedHead ? 'lm_head.weight' : weight('lm_head.weight')], '/lm_head', {}, 'logits');
 
+  const cacheInfo = (kind: string, len: string) =>
+    Array.from({ length: c.layers }, (_, i) => ['key', 'value'].map((kv) => valueInfo(`${kind}.${i}.${kv}`, DataType.FLOAT, ['batch', c.kvHeads, len, hd]))).flat();
   return makeModel({
     name: 'main_graph',
     node: g.nodes,
     initializer: g.initializers,
     input: [
       valueInfo('input_ids', DataType.INT64, ['batch', 'seq']),
-      valueInfo('attention_mask', DataType.INT64, ['batch', 'seq']),
+      valueInfo('attention_mask', DataType.INT64, ['batch', opts.cache === 'past' ? 'total_seq' : 'seq']),
       valueInfo('position_ids', DataType.INT64, ['batch', 'seq']),
+      ...(opts.cache === 'past' ? cacheInfo('past_key_values', 'past_seq') : []),
     ],
-    output: [valueInfo('logits', DataType.FLOAT, ['batch', 'seq', c.vocabSize])],
+    output: [valueInfo('logits', DataType.FLOAT, ['batch', 'seq', c.vocabSize]), ...(opts.cache ? cacheInfo('present', 'total_seq') : [])],
   });
 }

@@ -17,20 +17,29 @@ export interface WeightSpec {
   name: string;
   /** PyTorch shape */
   shape: [number, number] | [number];
-  kind: 'embedding' | 'linear' | 'norm';
+  kind: 'embedding' | 'linear' | 'norm' | 'bias';
 }
 
-/** Every weight of the model, in state_dict order, with its PyTorch shape. */
+/**
+ * Every weight of the model, in state_dict order, with its PyTorch shape. With tied
+ * embeddings there is no lm_head.weight: the head multiplies by the embedding matrix.
+ */
 export function llamaWeightSpecs(c: LlamaConfig): WeightSpec[] {
   const hd = headDim(c);
   const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, c.dim], kind: 'embedding' }];
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}`;
+    const bias = (proj: string, n: number): WeightSpec[] =>
+      c.attentionBias && (proj !== 'o_proj' || c.attentionBias === 'qkvo') ? [{ name: `${p}.self_attn.${proj}.bias`, shape: [n], kind: 'bias' }] : [];
     specs.push(
       { name: `${p}.self_attn.q_proj.weight`, shape: [c.heads * hd, c.dim], kind: 'linear' },
+      ...bias('q_proj', c.heads * hd),
       { name: `${p}.self_attn.k_proj.weight`, shape: [c.kvHeads * hd, c.dim], kind: 'linear' },
+      ...bias('k_proj', c.kvHeads * hd),
       { name: `${p}.self_attn.v_proj.weight`, shape: [c.kvHeads * hd, c.dim], kind: 'linear' },
+      ...bias('v_proj', c.kvHeads * hd),
       { name: `${p}.self_attn.o_proj.weight`, shape: [c.dim, c.heads * hd], kind: 'linear' },
+      ...bias('o_proj', c.dim),
       { name: `${p}.mlp.gate_proj.weight`, shape: [c.ffn, c.dim], kind: 'linear' },
       { name: `${p}.mlp.up_proj.weight`, shape: [c.ffn, c.dim], kind: 'linear' },
       { name: `${p}.mlp.down_proj.weight`, shape: [c.dim, c.ffn], kind: 'linear' },
@@ -38,7 +47,8 @@ export function llamaWeightSpecs(c: LlamaConfig): WeightSpec[] {
       { name: `${p}.post_attention_layernorm.weight`, shape: [c.dim], kind: 'norm' },
     );
   }
-  specs.push({ name: 'model.norm.weight', shape: [c.dim], kind: 'norm' }, { name: 'lm_head.weight', shape: [c.vocabSize, c.dim], kind: 'linear' });
+  specs.push({ name: 'model.norm.weight', shape: [c.dim], kind: 'norm' });
+  if (!c.tieWordEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, c.dim], kind: 'linear' });
   return specs;
 }
 
@@ -66,8 +76,9 @@ export function initLlamaWeights(c: LlamaConfig, seed: number | string, std = 0.
   for (const s of llamaWeightSpecs(c)) {
     const n = s.shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
+    // Biases start at zero, as _init_weights sets them.
     if (s.kind === 'norm') data.fill(1);
-    else for (let i = 0; i < n; i++) data[i] = std * normal();
+    else if (s.kind !== 'bias') for (let i = 0; i < n; i++) data[i] = std * normal();
     w.set(s.name, data);
   }
   return w;

@@ -6,6 +6,7 @@
 import type { Tree } from '../search-space/index.ts';
 import { toPrunerZeroJson, toTreeJson } from '../search-space/index.ts';
 import type { PruneResult } from './prune-model.ts';
+import type { TaskResult } from '../eval/zero-shot.ts';
 
 export interface PruneReportInput {
   result: PruneResult;
@@ -16,7 +17,7 @@ export interface PruneReportInput {
   seed: number;
   statsFile: string | null;
   /** Perplexity of the pruned model, with --eval. */
-  eval?: { data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number } | null;
+  eval?: { data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number; tasks?: Record<string, TaskResult> } | null;
   /** Wall time of the whole command. */
   seconds: number;
   externalData?: string | null;

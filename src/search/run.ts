@@ -22,7 +22,8 @@ import { listRuns, type RunStore } from '../store/store.ts';
 import { runBaselines } from './baselines.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
-import { fileSha256, openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
+import { openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
+import { modelSha256 as modelHash, resolveModel } from '../model/load.ts';
 import { FIELD_NAMES, SEARCH_DEFAULTS, checkSettings, shortTokens, type GpOptions, type SearchSettings, type SettingNames } from './settings.ts';
 
 /** The model files: an ONNX file, and the tokenizer for text data. */
@@ -84,8 +85,7 @@ export function storedModel(db: string): ModelFiles | undefined {
     const runs = listRuns(peek);
     if (!runs.length) return undefined;
     const modelPath = runs[runs.length - 1]!.modelPath;
-    const tok = join(dirname(modelPath), 'tokenizer.json');
-    return { modelPath, tokenizerPath: existsSync(tok) ? tok : undefined };
+    return { modelPath, tokenizerPath: resolveModel(modelPath).tokenizerPath };
   } finally {
     peek.close();
   }
@@ -103,7 +103,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
 
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
-  const modelSha256 = await fileSha256(model.modelPath);
+  const modelSha256 = await modelHash(resolveModel(model.modelPath));
   const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   if (full) checkSettings(full, names); // the whole configuration, before the database is created

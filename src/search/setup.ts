@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
-import { loadModel } from '../onnx/model-io.ts';
+import { loadModelGraph, resolveModel } from '../model/load.ts';
 import { graphMaxPositions } from '../onnx/max-positions.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
@@ -23,13 +23,6 @@ import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../stor
 import type { WorkerInit, WorkerLayer } from '../eval/worker.ts';
 import { shared } from '../eval/pool.ts';
 import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
-
-/** sha256 of a file, streamed (models can be large). */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 export function tokensSha256(t: Int32Array): string {
   return createHash('sha256').update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength)).digest('hex');
@@ -139,7 +132,7 @@ export async function prepareData(
   },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
-  const model = await loadModel(paths.modelPath);
+  const model = await loadModelGraph(resolveModel(paths.modelPath));
   const maxPositions = graphMaxPositions(model);
   if (maxPositions !== undefined && s.seqlen > maxPositions) throw new InputError(`${(opts.names ?? FIELD_NAMES).seqlen} ${s.seqlen}: the model has ${maxPositions} positions; use at most ${maxPositions}`);
   const layers = prunableLayers(model);
@@ -207,7 +200,9 @@ export interface DataHashes {
 
 async function statsFileSha256(file: string, flag: string): Promise<string> {
   if (!existsSync(file) || !statSync(file).isFile()) throw new InputError(`${flag} ${file}: not found or not a file`);
-  return fileSha256(file);
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 /** True when the cache file exists and was made for exactly these settings. */

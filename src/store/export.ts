@@ -6,7 +6,13 @@
 import { parseMetric } from '../search-space/parse.ts';
 import { toInfix, toLatex, toPrunerZeroJson, toTreeJson } from '../search-space/print.ts';
 import type { DB } from './schema.ts';
-import { individualAtRank, pickRun, type RankedIndividual } from './queries.ts';
+import { baselines, individualAtRank, pickRun, type RankedIndividual } from './queries.ts';
+import { extname } from 'node:path';
+import { paretoFront, type ParetoPoint } from './pareto.ts';
+import { paretoScene } from './report.ts';
+import { sceneSvg } from './plot-svg.ts';
+import { scenePng } from './plot-png.ts';
+import type { RunRow } from './store.ts';
 
 export const EXPORT_FORMATS = ['json', 'pruner-zero', 'infix', 'latex'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -64,4 +70,22 @@ export function exportMetric(db: DB, path: string, opts: { rank: number; run?: n
       break;
   }
   return { run: run.id, individual: ind, text };
+}
+
+/** `export --pareto`: the run's Pareto front as JSON, CSV, or a plot (SVG/PNG), by the file's extension. */
+export function exportPareto(db: DB, path: string, opts: { run?: number; out: string }): { run: number; points: ParetoPoint[]; data: string | Buffer } {
+  const run = pickRun(db, path, opts.run);
+  const points = paretoFront(db, run.id);
+  const ext = extname(opts.out).toLowerCase();
+  let data: string | Buffer;
+  if (ext === '.csv') {
+    const q = (s: string) => `"${s.replace(/"/g, '""')}"`;
+    data = ['size,fitness,fidelity,short_ppl,full_ppl,id,depth,infix', ...points.map((p) => [p.size, p.fitness, p.fidelity ?? '', p.shortPpl ?? '', p.fullPpl ?? '', p.id, p.depth, q(p.infix)].join(','))].join('\n') + '\n';
+  } else if (ext === '.svg' || ext === '.png') {
+    const scene = paretoScene({ run: { id: run.id } as RunRow, pareto: points, baselines: baselines(db, run.id) });
+    data = ext === '.svg' ? sceneSvg(scene) : scenePng(scene);
+  } else {
+    data = JSON.stringify({ db: path, run: run.id, fitnessData: run.config.fitnessData ?? null, front: points }, null, 2) + '\n';
+  }
+  return { run: run.id, points, data };
 }

@@ -10,6 +10,7 @@ import { baselines, curve, evaluationCounts, featureRows, FEATURES, fidelityPair
 import type { BaselineInput, RunRow } from './store.ts';
 import { linePlotScene, sceneSvg, type Scene } from './plot-svg.ts';
 import { scenePng } from './plot-png.ts';
+import { paretoFront, type ParetoPoint } from './pareto.ts';
 
 export interface FeatureCorrelation {
   feature: string;
@@ -26,6 +27,8 @@ export interface Report {
   /** Individuals and baselines together, by perplexity on the search split (full budget). */
   combined: { name: string; kind: 'metric' | 'baseline'; ppl: number }[];
   curve: CurvePoint[];
+  /** Best fitness at each tree size, where it beats every smaller tree. */
+  pareto: ParetoPoint[];
   correlations: {
     /** Against short-budget perplexity of every evaluated individual. */
     features: FeatureCorrelation[];
@@ -76,6 +79,7 @@ export function buildReport(db: DB, path: string, opts: { run?: number; top?: nu
     baselines: base,
     combined,
     curve: curve(db, run.id),
+    pareto: paretoFront(db, run.id),
     correlations: { features, fidelity },
     principles: [],
   };
@@ -169,6 +173,17 @@ export function reportScene(r: Report): Scene {
   });
 }
 
+/** The Pareto front: best perplexity against tree size, baselines as reference lines. */
+export function paretoScene(r: Pick<Report, 'run' | 'pareto' | 'baselines'>): Scene {
+  return linePlotScene({
+    title: `symprune search, run ${r.run.id}: best perplexity by tree size`,
+    xLabel: 'tree size (nodes)',
+    yLabel: 'perplexity',
+    series: [{ label: 'Pareto front', color: '#2ca02c', points: r.pareto.map((p) => ({ x: p.size, y: p.fitness })) }],
+    hlines: r.baselines.filter((b) => b.ppl !== null).map((b) => ({ label: b.method, y: b.ppl! })),
+  });
+}
+
 export function reportSvg(r: Report): string {
   return sceneSvg(reportScene(r));
 }
@@ -196,6 +211,12 @@ export function formatReport(r: Report): string {
     L.push('');
     L.push('baselines (same settings)');
     for (const b of r.baselines) L.push(`     ${pad(num(b.ppl), 10)}${pad('', 16)}${b.method}${b.error ? ` (${b.error})` : ''}`);
+  }
+  if (r.pareto.length) {
+    L.push('');
+    L.push('Pareto front (best perplexity at each tree size that beats every smaller tree; * = short budget)');
+    L.push(`${pad('size', 6)}${pad('ppl', 10)}${pad('id', 6)}metric`);
+    for (const p of r.pareto) L.push(`${pad(String(p.size), 6)}${pad(num(p.fitness) + (p.fidelity === 'full' ? '' : '*'), 10)}${pad(String(p.id), 6)}${p.infix}`);
   }
   L.push('');
   L.push('rank correlation with short-budget perplexity (negative: more of it, lower perplexity)');

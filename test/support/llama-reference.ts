@@ -15,12 +15,12 @@ function get(w: Weights, name: string): Float32Array {
   return t;
 }
 
-/** y = W x with W in PyTorch layout [out, in]. */
-function linear(W: Float32Array, x: Float64Array, out: number): Float64Array {
+/** y = W x (+ b) with W in PyTorch layout [out, in]. */
+function linear(W: Float32Array, x: Float64Array, out: number, b?: Float32Array): Float64Array {
   const inp = x.length;
   const y = new Float64Array(out);
   for (let o = 0; o < out; o++) {
-    let s = 0;
+    let s = b ? b[o]! : 0;
     const base = o * inp;
     for (let i = 0; i < inp; i++) s += W[base + i]! * x[i]!;
     y[o] = s;
@@ -36,13 +36,29 @@ function rmsNorm(x: Float64Array, w: Float32Array, eps: number): Float64Array {
   return x.map((v, i) => v * inv * w[i]!);
 }
 
+/**
+ * The rotary frequency of pair i, in float64, written from transformers'
+ * _compute_default/linear/llama3_rope_parameters.
+ */
+function frequency(c: LlamaConfig, i: number, d: number): number {
+  const base = 1 / c.ropeTheta ** ((2 * i) / d);
+  const rs = c.ropeScaling;
+  if (!rs) return base;
+  if (rs.type === 'linear') return base / rs.factor;
+  const wavelen = (2 * Math.PI) / base;
+  if (wavelen < rs.originalMaxPositions / rs.highFreqFactor) return base; // high frequency: kept
+  if (wavelen > rs.originalMaxPositions / rs.lowFreqFactor) return base / rs.factor; // low frequency: scaled
+  const t = (rs.originalMaxPositions / wavelen - rs.lowFreqFactor) / (rs.highFreqFactor - rs.lowFreqFactor);
+  return (1 - t) * (base / rs.factor) + t * base;
+}
+
 /** q * cos + rotate_half(q) * sin for one head vector at position p. */
-function rope(x: Float64Array, p: number, theta: number): Float64Array {
+function rope(x: Float64Array, p: number, cfg: LlamaConfig): Float64Array {
   const d = x.length;
   const half = d / 2;
   const out = new Float64Array(d);
   for (let i = 0; i < half; i++) {
-    const angle = p / theta ** ((2 * i) / d);
+    const angle = p * frequency(cfg, i, d);
     const c = Math.cos(angle);
     const s = Math.sin(angle);
     out[i] = x[i]! * c - x[i + half]! * s;
@@ -58,7 +74,9 @@ function rope(x: Float64Array, p: number, theta: number): Float64Array {
 export function llamaReferenceForward(c: LlamaConfig, w: Weights, inputIds: number[][], attentionMask?: number[][], positionIds?: number[][]): Float64Array {
   const B = inputIds.length;
   const S = inputIds[0]!.length;
-  const hd = c.dim / c.heads;
+  const hd = c.headDim ?? c.dim / c.heads;
+  const bias = (name: string): Float32Array | undefined => w.get(name);
+  const head = c.tieWordEmbeddings ? get(w, 'model.embed_tokens.weight') : get(w, 'lm_head.weight');
   const nRep = c.heads / c.kvHeads;
   const V = c.vocabSize;
   const logits = new Float64Array(B * S * V);
@@ -71,11 +89,11 @@ export function llamaReferenceForward(c: LlamaConfig, w: Weights, inputIds: numb
     for (let l = 0; l < c.layers; l++) {
       const p = `model.layers.${l}`;
       const xn = hidden.map((x) => rmsNorm(x, get(w, `${p}.input_layernorm.weight`), c.normEps));
-      const q = xn.map((x) => linear(get(w, `${p}.self_attn.q_proj.weight`), x, c.heads * hd));
-      const k = xn.map((x) => linear(get(w, `${p}.self_attn.k_proj.weight`), x, c.kvHeads * hd));
-      const v = xn.map((x) => linear(get(w, `${p}.self_attn.v_proj.weight`), x, c.kvHeads * hd));
-      const qh = q.map((row, t) => Array.from({ length: c.heads }, (_, h) => rope(row.subarray(h * hd, (h + 1) * hd), pos[t]!, c.ropeTheta)));
-      const kh = k.map((row, t) => Array.from({ length: c.kvHeads }, (_, h) => rope(row.subarray(h * hd, (h + 1) * hd), pos[t]!, c.ropeTheta)));
+      const q = xn.map((x) => linear(get(w, `${p}.self_attn.q_proj.weight`), x, c.heads * hd, bias(`${p}.self_attn.q_proj.bias`)));
+      const k = xn.map((x) => linear(get(w, `${p}.self_attn.k_proj.weight`), x, c.kvHeads * hd, bias(`${p}.self_attn.k_proj.bias`)));
+      const v = xn.map((x) => linear(get(w, `${p}.self_attn.v_proj.weight`), x, c.kvHeads * hd, bias(`${p}.self_attn.v_proj.bias`)));
+      const qh = q.map((row, t) => Array.from({ length: c.heads }, (_, h) => rope(row.subarray(h * hd, (h + 1) * hd), pos[t]!, c)));
+      const kh = k.map((row, t) => Array.from({ length: c.kvHeads }, (_, h) => rope(row.subarray(h * hd, (h + 1) * hd), pos[t]!, c)));
       const ctx = Array.from({ length: S }, () => new Float64Array(c.heads * hd));
       for (let h = 0; h < c.heads; h++) {
         const kv = Math.floor(h / nRep);
@@ -98,7 +116,7 @@ export function llamaReferenceForward(c: LlamaConfig, w: Weights, inputIds: numb
         }
       }
       hidden = hidden.map((x, t) => {
-        const o = linear(get(w, `${p}.self_attn.o_proj.weight`), ctx[t]!, c.dim);
+        const o = linear(get(w, `${p}.self_attn.o_proj.weight`), ctx[t]!, c.dim, bias(`${p}.self_attn.o_proj.bias`));
         return x.map((val, i) => val + o[i]!);
       });
       hidden = hidden.map((x) => {
@@ -112,7 +130,7 @@ export function llamaReferenceForward(c: LlamaConfig, w: Weights, inputIds: numb
     }
     for (let t = 0; t < S; t++) {
       const hn = rmsNorm(hidden[t]!, get(w, 'model.norm.weight'), c.normEps);
-      logits.set(linear(get(w, 'lm_head.weight'), hn, V), (b * S + t) * V);
+      logits.set(linear(head, hn, V), (b * S + t) * V);
     }
   }
   return logits;

@@ -6,12 +6,11 @@
  */
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
 import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
-import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, intFlag, modelFlag, numberFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, stringFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -19,9 +18,12 @@ import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from 
 import { parsePattern } from '../../prune/score.ts';
 import { CALIBRATION_MODES, allocationFlags, allocationFromArgs, checkCalibrationMode, checkEvalTokens, evaluateModel } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
+import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
+import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   sparsity: number;
   pattern: string;
   methods?: string;
@@ -35,6 +37,15 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
+}
+
+/** `acc ± se | acc_norm ± se |` cells of each task, in percent. */
+function taskCells(r: Record<string, TaskResult> | undefined): string {
+  const pct = (v: number, se: number) => `${(100 * v).toFixed(1)} ± ${(100 * se).toFixed(1)}`;
+  return Object.values(r ?? {})
+    .map((t) => ` ${pct(t.acc, t.acc_stderr)} | ${pct(t.acc_norm, t.acc_norm_stderr)} |`)
+    .join('');
 }
 
 /** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
@@ -52,14 +63,17 @@ export interface BaselineRow {
   sparsity: number;
   pruneSeconds: number;
   evalSeconds: number;
+  /** Zero-shot tasks (--task; default the shipped Brown tasks). */
+  tasks?: Record<string, TaskResult>;
 }
 
 export const baselinesCommand: CommandModule<object, Args> = {
   command: 'baselines',
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
-    allocationFlags(y)
+    taskFlag(allocationFlags(y), true)
       .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
       .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
       .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` }))
@@ -83,8 +97,11 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
     const methods = rowSpecs.map((r) => baselineMethod(r.name.replace(/\+owl$/, '')));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const tasks = tasksFromArgs(a.task, true);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const tok = taskTokenizer(tasks, tokenizerPath);
+    const model = await loadModelGraph(described);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
@@ -95,7 +112,8 @@ export const baselinesCommand: CommandModule<object, Args> = {
       if (!a.json && process.stderr.isTTY) process.stderr.write(s + '\n');
     };
 
-    const dense = await evaluateModel(model, evalOpts);
+    const scoreAll = async (m: typeof model) => (tok ? await scoreTasks(m, tok, tasks, { threads: a.threads }) : undefined);
+    const dense = { ...(await evaluateModel(model, evalOpts)), tasks: await scoreAll(model) };
     log(`dense: ppl ${dense.ppl.toFixed(3)}`);
     const tg = performance.now();
     const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows, { threads: a.threads }) : null;
@@ -124,7 +142,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       });
       bar.done();
       const ev = await evaluateModel(pruned, evalOpts);
-      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds });
+      rows.push({ method: row.name, ppl: ev.ppl, sparsity: r.overall.sparsity, pruneSeconds: r.seconds.total, evalSeconds: ev.seconds, tasks: await scoreAll(pruned) });
       log(`${row.name}: ppl ${ev.ppl.toFixed(3)}`);
     }
     const out = {
@@ -133,7 +151,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       pattern: pattern.kind === 'nm' ? `${pattern.n}:${pattern.m}` : 'unstructured',
       calibration: { mode, data: a.data ?? DEFAULT_CALIBRATION_DATA, nsamples: windows.length, seqlen: a.seqlen },
       eval: { data: 'brown:test', tokens: dense.tokens, seqlen: a.seqlen },
-      dense: { ppl: dense.ppl, seconds: dense.seconds },
+      dense: { ppl: dense.ppl, seconds: dense.seconds, tasks: dense.tasks },
       /** G is computed once on the dense model and shared by gblm and pruner-zero (not in their prune seconds). */
       gradientSeconds: G ? gradientSeconds : 0,
       methods: rows,
@@ -146,10 +164,10 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const lines = [
       `brown:test perplexity, ${out.pattern} at ${(100 * a.sparsity).toFixed(0)}% (${mode} calibration, ${windows.length} x ${a.seqlen} tokens of ${out.calibration.data}; ${dense.tokens} test tokens)`,
       '',
-      '| method | perplexity | sparsity | prune s |',
-      '| --- | ---: | ---: | ---: |',
-      `| dense | ${dense.ppl.toFixed(2)} | 0.00% | - |`,
-      ...rows.map((r) => `| ${r.method} | ${r.ppl.toFixed(2)} | ${(100 * r.sparsity).toFixed(2)}% | ${r.pruneSeconds.toFixed(1)} |`),
+      `| method | perplexity | sparsity | prune s |${tasks.map((t) => ` ${t.name} acc | acc_norm |`).join('')}`,
+      `| --- | ---: | ---: | ---: |${tasks.map(() => ' ---: | ---: |').join('')}`,
+      `| dense | ${dense.ppl.toFixed(2)} | 0.00% | - |${taskCells(dense.tasks)}`,
+      ...rows.map((r) => `| ${r.method} | ${r.ppl.toFixed(2)} | ${(100 * r.sparsity).toFixed(2)}% | ${r.pruneSeconds.toFixed(1)} |${taskCells(r.tasks)}`),
       ...(G ? ['', `G (gradients on the dense model, shared by gblm and pruner-zero): ${gradientSeconds.toFixed(1)} s, not included above`] : []),
     ];
     process.stdout.write(lines.join('\n') + '\n');

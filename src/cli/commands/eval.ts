@@ -7,11 +7,12 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModel } from '../../onnx/model-io.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, modelFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 
 interface Args {
   model?: string;
@@ -22,6 +23,7 @@ interface Args {
   batchSize?: number;
   threads?: number;
   json?: boolean;
+  task?: string[];
 }
 
 export const DEFAULT_EVAL_DATA = 'brown:test';
@@ -30,7 +32,7 @@ export const evalCommand: CommandModule<object, Args> = {
   command: 'eval',
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
-    y
+    taskFlag(y, false)
       .option('model', modelFlag())
       .option('data', dataFlag('data', { default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' }))
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
@@ -41,11 +43,14 @@ export const evalCommand: CommandModule<object, Args> = {
       .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
     if (a.maxTokens !== undefined && a.maxTokens < a.seqlen) throw new InputError(`--max-tokens ${a.maxTokens}: fewer than one window of --seqlen ${a.seqlen}`);
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const tasks = tasksFromArgs(a.task, false);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
+    const tok = taskTokenizer(tasks, tokenizerPath);
+    const model = await loadModelGraph(described);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const evaluator = await PerplexityEvaluator.create(model, { threads: a.threads });
-    const tokens = await loadTokens(a.data, { tokenizerPath: a.tokenizer ?? tokenizerPath, vocabSize: evaluator.vocabSize });
+    const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: evaluator.vocabSize });
     const windows = Math.floor(Math.min(tokens.length, a.maxTokens ?? Infinity) / a.seqlen);
     const bar = progress('eval windows', windows);
     let r;
@@ -58,9 +63,14 @@ export const evalCommand: CommandModule<object, Args> = {
       bar.done();
       await evaluator.release();
     }
+    const taskBar = progress('zero-shot items', tasks.reduce((n, t) => n + t.items.length, 0));
+    let before = 0;
+    const scored = tok ? await scoreTasks(model, tok, tasks, { threads: a.threads, onItem: (_t, d, n) => (taskBar.update(before + d), d === n && (before += n)) }) : null;
+    taskBar.done();
     if (a.json) {
-      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data }) + '\n');
+      process.stdout.write(JSON.stringify({ ppl: r.ppl, nll: r.nll, tokens: r.tokens, windows: r.windows, seqlen: r.seqlen, seconds: r.seconds, model: modelPath, data: a.data, ...(scored ? { tasks: scored } : {}) }) + '\n');
     } else {
+      if (scored) process.stdout.write(formatTasks(scored) + '\n');
       process.stdout.write(`perplexity ${r.ppl.toFixed(3)} on ${a.data} (${r.tokens} predicted tokens in ${r.windows} windows of ${r.seqlen}; ${r.seconds.toFixed(1)}s, ${(r.windows * r.seqlen / r.seconds).toFixed(0)} tokens/s)\n`);
     }
   },

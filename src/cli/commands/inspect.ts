@@ -4,11 +4,10 @@
  * prune or search will touch before running it.
  */
 import type { CommandModule } from 'yargs';
-import { loadModel } from '../../onnx/model-io.ts';
 import { initializerStats } from '../../onnx/graph-edit.ts';
 import { DataType } from '../../onnx/proto.ts';
 import { discoverLayers } from '../../prune/discover.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { booleanFlag, modelFlag } from '../validate.ts';
 
 interface Args {
@@ -28,8 +27,9 @@ export const inspectCommand: CommandModule<object, Args> = {
       .option('all', booleanFlag('also list lm_head and the token embedding'))
       .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
-    const { modelPath } = resolveModel(a.model);
-    const model = await loadModel(modelPath);
+    const described = resolveModel(a.model);
+    const { modelPath } = described;
+    const model = await loadModelGraph(described);
     const layers = discoverLayers(model, { includeHead: a.all, includeEmbeddings: a.all });
     const rows = layers.map((l) => ({
       name: l.name,

@@ -1,6 +1,7 @@
 /**
  * `symprune prune`: apply a metric (any search-space expression) or a baseline method
- * to an ONNX decoder and write the pruned model, its tokenizer and prune.json.
+ * to a decoder (Hugging Face folder or ONNX) and write the pruned model in the input's
+ * form (or --format's), its tokenizer and prune.json.
  * Every input is checked before anything is written; the output folder may not be
  * the input model's.
  */
@@ -8,11 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel, saveModel } from '../../onnx/model-io.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelForms, resolveModel } from '../../model/load.ts';
+import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
 import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
@@ -22,10 +23,14 @@ import { prunableLayers, pruneModel, type CalibrationMode, type LayerReport } fr
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
+import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
+import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
+  format?: string;
   metric?: string;
   method?: string;
   sparsity: number;
@@ -43,6 +48,7 @@ interface Args {
   allocation: string;
   'owl-m': number;
   'owl-lambda': number;
+  task?: string[];
 }
 
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
@@ -144,8 +150,10 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    allocationFlags(y)
+    taskFlag(allocationFlags(y), true)
       .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('format', choiceFlag('format', ['hf', 'onnx'], { describe: "output: hf (safetensors folder, as the input) or onnx; default: the input's form" }))
       .option('metric', stringFlag('metric', { describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' }))
       .option('method', choiceFlag('method', METHOD_NAMES, { describe: 'baseline' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
@@ -155,7 +163,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
       .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' }))
       .option('stats', inputFileFlag('stats', { describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' }))
-      .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder: model.onnx, tokenizer.json, prune.json' }))
+      .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' }))
       .option('eval', booleanFlag('measure brown:test perplexity of the pruned model'))
       .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: 'cap on evaluated tokens (at least one window of --seqlen)' }))
       .option('threads', threadsFlag())
@@ -169,10 +177,14 @@ export const pruneCommand: CommandModule<object, Args> = {
     const allocation = allocationFromArgs(a, pattern);
     checkEvalTokens(a['eval-tokens'], a.seqlen);
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
-    const { modelPath, dir, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
+    const tasks = a.eval ? tasksFromArgs(a.task, true) : [];
+    const tok = taskTokenizer(tasks, tokenizerPath);
+    const format = outputFormat(described, a.format);
 
-    const model = await loadModel(modelPath);
+    const { model, original } = await loadModelForms(described);
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -210,12 +222,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       const warning = degenerateWarning(result.label, result.layers);
       if (warning) process.stderr.write(warning + '\n');
 
-      const evalResult = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
       makeDirs(outDir);
-      const previous = path.join(outDir, 'model.onnx');
-      if (fs.existsSync(previous)) process.stderr.write(`symprune: note: replacing ${previous}\n`);
-      const saved = await saveModel(model, path.join(outDir, 'model.onnx'));
-      if (tokenizerPath && fs.existsSync(tokenizerPath)) fs.copyFileSync(tokenizerPath, path.join(outDir, 'tokenizer.json'));
+      const previous = ['model.onnx', 'model.safetensors', 'model.safetensors.index.json'].map((f) => path.join(outDir, f)).filter((f) => fs.existsSync(f));
+      if (previous.length) process.stderr.write(`symprune: note: replacing the model in ${outDir} (${previous.map((f) => path.basename(f)).join(', ')})\n`);
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -231,15 +243,17 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
+      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
       } else {
-        const ppl = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
+        const pplText = evalResult ? `, ${evalResult.data} ppl ${evalResult.ppl.toFixed(3)}` : '';
         process.stdout.write(
           `pruned ${result.layers.length} layers with ${result.label} (${result.pattern}, ${result.calibration}): ` +
-            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${ppl}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
+            `${(100 * result.overall.sparsity).toFixed(2)}% of ${result.overall.total} weights${pplText}, ${report.seconds.command.toFixed(1)}s -> ${outDir}\n`,
         );
+        if (evalResult && 'tasks' in evalResult) process.stdout.write(formatTasks(evalResult.tasks) + '\n');
       }
     } finally {
       stats?.close();

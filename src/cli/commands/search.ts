@@ -6,12 +6,13 @@ import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
 import type { Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
-import { resolveModel } from '../model-path.ts';
+import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   sparsity?: number;
   pattern?: string;
   population?: number;
@@ -122,6 +123,7 @@ export const searchCommand: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
       .option('pattern', stringFlag('pattern', { describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` }))
       .option('population', intFlag('population', { min: 2, describe: `population size (default ${d.population})` }))
@@ -176,7 +178,7 @@ export const searchCommand: CommandModule<object, Args> = {
     };
     checkWorkers(a.workers);
     // The model: the flag, else (resume) the run's, else the bundled one.
-    const model = a.model !== undefined || !a.resume ? resolveModel(a.model) : (storedModel(db) ?? resolveModel(undefined));
+    const model = a.model !== undefined || !a.resume ? resolveModel(a.model, a.tokenizer) : (storedModel(db) ?? resolveModel(undefined));
     const signals = signalsToAbort(log);
     let sum;
     try {

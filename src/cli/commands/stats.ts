@@ -7,10 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModel } from '../../onnx/model-io.ts';
-import { resolveModel } from '../model-path.ts';
+import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
-import { booleanFlag, checkSeqlen, dataFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
+import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
@@ -18,6 +17,7 @@ import { writeStatsFile } from '../../prune/stats-file.ts';
 
 interface Args {
   model?: string;
+  tokenizer?: string;
   data?: string;
   nsamples: number;
   seqlen: number;
@@ -32,6 +32,7 @@ export const statsCommand: CommandModule<object, Args> = {
   builder: (y) =>
     y
       .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
       .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
       .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window' }))
@@ -40,10 +41,11 @@ export const statsCommand: CommandModule<object, Args> = {
       .option('json', booleanFlag('print a JSON summary')) as never,
   handler: async (a) => {
     const t0 = performance.now();
-    const { modelPath, tokenizerPath } = resolveModel(a.model);
+    const described = resolveModel(a.model, a.tokenizer);
+    const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
-    const model = await loadModel(modelPath);
+    const model = await loadModelGraph(described);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const layers = prunableLayers(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });

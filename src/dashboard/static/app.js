@@ -23,6 +23,9 @@ function viewFor(hash) {
 
 function show() {
   current = viewFor(location.hash);
+  // For tests and scripts: which view is shown and how often it has loaded its data.
+  document.body.dataset.view = location.hash || '#/';
+  document.body.dataset.refreshed = '0';
   main.replaceChildren(current.el);
   crumbs.replaceChildren(
     h('a', { href: '#/' }, 'runs'),
@@ -44,7 +47,7 @@ async function refresh() {
   try {
     await view.refresh();
     view.el.querySelector(':scope > .error-box')?.remove();
-    document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed ?? 0) + 1);
+    if (view === current) document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed) + 1);
   } catch (e) {
     const box = view.el.querySelector(':scope > .error-box') ?? h('div', { class: 'error-box' });
     box.textContent = `Could not load: ${e.message}`;

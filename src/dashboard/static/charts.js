@@ -102,8 +102,9 @@ export function curveChart(canvas) {
       const all = baselines.filter((b) => b.ppl !== null);
       const base = all.filter((b) => b.ppl <= top * 1.1);
       const off = all.filter((b) => b.ppl > top * 1.1);
+      // 'before': a best value holds until the step that improves it (horizontal, then down).
       chart.data.datasets = [
-        { label: 'best', data: best, showLine: true, borderColor: COLORS[0], backgroundColor: COLORS[0], pointRadius: 0, borderWidth: 2.5, stepped: 'after' },
+        { label: 'best', data: best, showLine: true, borderColor: COLORS[0], backgroundColor: COLORS[0], pointRadius: 0, borderWidth: 2.5, stepped: 'before' },
         { label: 'median', data: median, showLine: true, borderColor: COLORS[1], backgroundColor: COLORS[1], pointRadius: 0, borderWidth: 1.5, borderDash: [6, 4] },
         ...base.map((b) => ({
           label: b.method,
@@ -140,7 +141,7 @@ export function paretoChart(canvas, go) {
     update({ points, front }) {
       const pt = (p) => ({ x: p.size, y: p.fitness, id: p.id, infix: p.infix });
       chart.data.datasets = [
-        { label: 'Pareto front', data: front.map(pt), showLine: true, stepped: 'after', borderColor: COLORS[0], backgroundColor: COLORS[0], pointRadius: 4, borderWidth: 2 },
+        { label: 'Pareto front', data: front.map(pt), showLine: true, stepped: 'before', borderColor: COLORS[0], backgroundColor: COLORS[0], pointRadius: 4, borderWidth: 2 },
         { label: 'all individuals', data: points.map(pt), borderColor: 'rgba(100,116,139,.35)', backgroundColor: 'rgba(100,116,139,.25)', pointRadius: 2.5 },
       ];
       const ys = front.map((p) => p.fitness);
@@ -207,7 +208,7 @@ export function compareChart(canvas) {
         label: `${r.label} · run ${r.summary.run}`,
         data: r.curve.filter((c) => c.best !== null).map((c) => ({ x: c.evaluations, y: c.best })),
         showLine: true,
-        stepped: 'after',
+        stepped: 'before',
         pointRadius: 0,
         borderWidth: 2,
         borderColor: COLORS[i % COLORS.length],

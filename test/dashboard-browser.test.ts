@@ -90,7 +90,7 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   // The finished search, the live one (it keeps writing while the dashboard watches; no
   // baselines, so it starts writing steps sooner) and the browser start together.
   const done = new Promise<void>((ok, fail) => {
-    const p = spawn(process.execPath, search(finished, 24, ['--json']), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, search(finished, 16, ['--baselines', 'magnitude,wanda,ria']), { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     p.stderr!.on('data', (c) => (err += c));
     p.on('exit', (code) => (code === 0 ? ok() : fail(new Error(`search exited ${code}: ${err}`))));
@@ -119,6 +119,9 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  // Offline: everything the page loads (scripts, styles, fonts, data) comes from the dashboard itself.
+  page.on('request', (r) => !r.url().startsWith(url) && !r.url().startsWith('data:') && problems.push(`request elsewhere: ${r.url()}`));
+  page.on('response', (r) => r.status() >= 400 && problems.push(`${r.status()} for ${r.url()}`));
   page.on('dialog', (d) => {
     problems.push(`dialog: ${d.message()}`);
     void d.dismiss();

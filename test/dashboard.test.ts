@@ -133,6 +133,7 @@ test('scatter of a feature; bad parameters are 400, missing things 404', async (
 
 test('read-only: no method but GET/HEAD, foreign Host refused, the database file unchanged', async () => {
   const before = sha(fixture);
+  assert.equal((await raw('/api/events', { method: 'HEAD' })).status, 200, 'HEAD of the stream answers and ends');
   for (const path of ['/', '/api/overview', '/api/run?db=0&run=1', '/api/candidate?db=0&run=1&id=7', '/api/scatter?db=0&run=1&feature=size', '/api/compare?runs=0:1']) {
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) assert.equal((await raw(path, { method })).status, 405, `${method} ${path}`);
     assert.equal((await raw(path)).status, 200, path);
@@ -242,7 +243,7 @@ test('a port in use is refused with a clear message', async () => {
   await new Promise<void>((ok) => blocker.listen(0, '127.0.0.1', ok));
   const port = (blocker.address() as AddressInfo).port;
   try {
-    await assert.rejects(startDashboard({ sources, host: '127.0.0.1', port }), (e: unknown) => e instanceof InputError && e.message === `--port ${port}: already in use on 127.0.0.1`);
+    await assert.rejects(startDashboard({ sources, host: '127.0.0.1', port }), (e: unknown) => e instanceof InputError && e.message === `--port ${port}: already in use on 127.0.0.1 (choose another, or 0 for any free port)`);
   } finally {
     blocker.close();
   }

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { loadModelGraph, resolveModel } from '../src/model/load.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { discoverLayers } from '../src/prune/discover.ts';
@@ -10,6 +12,7 @@ import { InputError } from '../src/errors.ts';
 import type { LlamaConfig } from '../src/onnx/llama-config.ts';
 import { makeCheckpoint, referencePerplexity } from './support/hf-checkpoint.ts';
 
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-hf-'));
 const tokens = Int32Array.from({ length: 48 }, (_, i) => (i * 17 + 5) % 41);
 
@@ -69,10 +72,16 @@ test('HF llama: llama3 rope scaling, explicit head_dim, matches the plain forwar
   assert.ok(Math.abs(plain - scaled) / scaled > 1e-3, `rope scaling must matter in this test (${plain} vs ${scaled})`);
 });
 
-test('HF linear rope scaling matches the plain forward', async () => {
+test('HF linear rope scaling (mistral) and LLaMA attention_bias (q/k/v/o biases) match the plain forward', async () => {
   const c: LlamaConfig = { vocabSize: 41, dim: 32, layers: 1, heads: 2, kvHeads: 2, ffn: 40, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5, ropeScaling: { type: 'linear', factor: 4 } };
   const dir = tmp();
   await checkAgainstReference(c, dir, await makeCheckpoint(dir, c, { modelType: 'mistral' }));
+  const biased: LlamaConfig = { ...c, ropeScaling: undefined, attentionBias: 'qkvo' };
+  const dir2 = tmp();
+  const stored = await makeCheckpoint(dir2, biased);
+  assert.ok(stored.has('model.layers.0.self_attn.o_proj.bias'));
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dir2, 'config.json'), 'utf8')).attention_bias, true);
+  await checkAgainstReference(biased, dir2, stored);
 });
 
 test('HF bad input: one clear InputError each', async () => {
@@ -105,4 +114,10 @@ test('HF bad input: one clear InputError each', async () => {
   const f = path.join(dir, shards[0]!);
   fs.truncateSync(f, fs.statSync(f).size - 10);
   await rejects(/points past the end of the file/);
+  // As a user meets it: one line, exit code 2, no output folder.
+  const out = path.join(dir, 'out');
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'symprune.mjs'), 'prune', '--model', dir, '--method', 'magnitude', '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^symprune: .*safetensors: tensor .* points past the end of the file \(byte \d+ of \d+\)\n$/);
+  assert.ok(!fs.existsSync(out));
 });

@@ -11,10 +11,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { makeModel, node, valueInfo } from '../src/onnx/graph-build.ts';
-import { AttrType, DataType, onnx, type ModelProto } from '../src/onnx/proto.ts';
+import { AttrType, DataType, onnx, type ModelProto, type TensorProto } from '../src/onnx/proto.ts';
 import { loadModel, saveModel } from '../src/onnx/model-io.ts';
 import { createSession, f32, i64 } from '../src/onnx/session.ts';
-import { int64Tensor } from '../src/onnx/tensor.ts';
+import { float32ToBytes, int64Tensor, tensorToFloat32 } from '../src/onnx/tensor.ts';
 import { loadModelForms, loadModelGraph, resolveModel } from '../src/model/load.ts';
 import { writeOnnxLike } from '../src/model/write.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
@@ -114,6 +114,41 @@ test('a pruned Optimum decoder is written back with its KV cache and the pruned 
   assert.ok(raw.graph!.input!.some((i) => i.name === 'past_key_values.1.value') && raw.graph!.input!.some((i) => i.name === 'use_cache_branch'), 'cache inputs kept');
   assert.ok(raw.graph!.output!.some((o) => o.name === 'present.0.key'), 'present outputs kept');
   assert.equal(await ppl(await loadModelGraph(resolveModel(out))), pruned);
+});
+
+/** The graph in float16 throughout (weights, constants, inputs and outputs), as Optimum's --fp16 export. */
+function toFloat16(m: ModelProto): ModelProto {
+  const half = (t: TensorProto): void => {
+    if (t.dataType !== DataType.FLOAT) return;
+    t.rawData = float32ToBytes(tensorToFloat32(t).map((v) => Math.max(-65504, v)), DataType.FLOAT16);
+    t.floatData = [];
+    t.dataType = DataType.FLOAT16;
+  };
+  for (const t of m.graph!.initializer!) half(t);
+  for (const n of m.graph!.node!) for (const a of n.attribute ?? []) if (a.t) half(a.t);
+  for (const v of [...m.graph!.input!, ...m.graph!.output!]) if (v.type?.tensorType?.elemType === DataType.FLOAT) v.type.tensorType.elemType = DataType.FLOAT16;
+  return m;
+}
+
+test('a float16 decoder with a KV cache: empty f16 pasts, f16 layers found, pruned and written back in f16', async () => {
+  const plain = await ppl(buildLlama(c, w));
+  const dir = tmp();
+  await saveModel(toFloat16(buildLlama(c, w, { cache: 'past' })), path.join(dir, 'model.onnx'));
+  const d = resolveModel(dir);
+  const { model, original } = await loadModelForms(d);
+  const dense = await ppl(model);
+  assert.ok(Math.abs(dense - plain) / plain < 5e-3, `f16 ${dense} vs f32 ${plain}`);
+  const layers = discoverLayers(model);
+  assert.equal(layers.length, 14);
+  assert.ok(layers.every((l) => l.dataType === DataType.FLOAT16));
+  await pruneModel(model, { method: baselineMethod('magnitude'), sparsity: 0.5, pattern: parsePattern('unstructured', 0.5), threads: 1 });
+  const out = tmp();
+  await writeOnnxLike(d, original, out);
+  const back = await loadModelGraph(resolveModel(out));
+  const q = back.graph!.initializer!.find((t) => t.name === 'model.layers.0.self_attn.q_proj.weight')!;
+  assert.equal(q.dataType, DataType.FLOAT16);
+  assert.equal(tensorToFloat32(q).filter((v) => v === 0).length, 32 * 32 / 2);
+  assert.equal(await ppl(back), await ppl(model));
 });
 
 test('quantized graphs are refused with one line asking for the float model', async () => {

@@ -12,6 +12,7 @@ import { OnnxFileSource, memorySource } from '../src/onnx/weight-source.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { parseMaxMemory, streamedPerplexity } from '../src/eval/perplexity-stream.ts';
 import { InputError } from '../src/errors.ts';
+import { prepareOnnxDecoder } from '../src/model/onnx-forms.ts';
 
 const cfg = { vocabSize: 80, dim: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, ropeTheta: 10000, normEps: 1e-6 };
 const weights = initLlamaWeights(cfg, 11, 0.2);
@@ -49,6 +50,13 @@ for (const style of ['module', 'torch-generated'] as const) {
     assert.ok(Math.abs(r.ppl - ref) <= 1e-5 * ref, `streamed ${r.ppl} vs whole ${ref}`);
   });
 }
+
+test('an Optimum-style decoder (KV cache inputs made empty) streams to the whole-model perplexity', async () => {
+  const model = prepareOnnxDecoder(buildLlama(cfg, weights, { cache: 'past' }), 'optimum.onnx');
+  const ref = await whole(model);
+  const r = await streamedPerplexity(memorySource(model), tokens, { seqlen: 16, threads: 1 });
+  assert.ok(Math.abs(r.ppl - ref) <= 1e-5 * ref, `streamed ${r.ppl} vs whole ${ref}`);
+});
 
 test('a model with external data is read tensor by tensor and gives the same perplexity', async () => {
   const file = path.join(tmp, 'ext', 'model.onnx');

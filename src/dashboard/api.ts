@@ -6,7 +6,7 @@
 import type { DB } from '../store/schema.ts';
 import { baselines, curve, FEATURES, featureRows, fidelityPairs, leaderboard } from '../store/queries.ts';
 import { buildReport, type Report } from '../store/report.ts';
-import { candidate, failures, latexOf, paretoFront, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
+import { candidate, failures, latexOf, paretoPlot, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
 import type { Source } from './sources.ts';
 
 export class HttpError extends Error {
@@ -68,7 +68,7 @@ function runAnswer(s: Source, run: number, cache: AnswerCache): unknown {
     correlations: analysis.correlations,
     principles: analysis.principles,
     features: FEATURES,
-    pareto: paretoFront(s.db, run),
+    pareto: paretoPlot(s.db, run),
     fidelity: fidelityPairs(s.db, run),
     recent: recentIndividuals(s.db, run, RECENT),
     failures: failures(s.db, run, RECENT),

@@ -1,12 +1,13 @@
 /**
  * Read-only queries behind the dashboard that `report` does not already answer: a run's
- * summary for the runs table, the Pareto front of perplexity against tree size, recent
+ * summary for the runs table, every tree's size against its fitness (around the Pareto front), recent
  * activity, one candidate with its lineage, evaluations and mask-sharers, and a job queue's
  * workers when the database has them. Every function only reads.
  */
 import type { DB } from '../store/schema.ts';
 import { baselines, evaluationCounts, leaderboard, type EvaluationCounts } from '../store/queries.ts';
 import { getRun, listRuns, type RunRow } from '../store/store.ts';
+import { paretoFront, type ParetoPoint } from '../store/pareto.ts';
 import { parseMetric } from '../search-space/parse.ts';
 import { toLatex } from '../search-space/print.ts';
 
@@ -108,24 +109,19 @@ function recentRate(db: DB, run: number): number | null {
   return ms > 0 ? ((t.length - 1) / ms) * 60000 : null;
 }
 
-export interface ParetoPoint {
+export interface SizePoint {
   id: number;
   size: number;
   fitness: number;
   infix: string;
 }
 
-/**
- * Every individual with a finite fitness as (tree size, fitness), and the Pareto front:
- * those that no smaller-or-equal tree beats (lower fitness is better), smallest first.
- */
-export function paretoFront(db: DB, run: number): { points: ParetoPoint[]; front: ParetoPoint[] } {
+/** Every individual with a finite fitness as (tree size, fitness), and the Pareto front over them (store/pareto.ts). */
+export function paretoPlot(db: DB, run: number): { points: SizePoint[]; front: ParetoPoint[] } {
   const points = db
     .prepare(`SELECT id, size, fitness, infix FROM individuals WHERE run = ? AND fitness IS NOT NULL AND fitness < 1e308 ORDER BY size, fitness, id`)
-    .all(run) as ParetoPoint[];
-  const front: ParetoPoint[] = [];
-  for (const p of points) if (front.length === 0 || p.fitness < front[front.length - 1]!.fitness) front.push(p);
-  return { points, front };
+    .all(run) as SizePoint[];
+  return { points, front: paretoFront(db, run) };
 }
 
 /** The newest individuals, newest first: what the search is doing now. */

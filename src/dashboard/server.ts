@@ -82,6 +82,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   function openStream(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive' });
+    if (req.method === 'HEAD') return void res.end();
     res.write(`retry: 2000\nevent: hello\ndata: ${JSON.stringify(o.sources.map((s) => ({ db: s.key, version: s.version })))}\n\n`);
     streams.add(res);
     req.on('close', () => streams.delete(res));
@@ -89,7 +90,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   await new Promise<void>((ok, fail) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') fail(new InputError(`--port ${o.port}: already in use on ${o.host}`));
+      if (e.code === 'EADDRINUSE') fail(new InputError(`--port ${o.port}: already in use on ${o.host} (choose another, or 0 for any free port)`));
       else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') fail(new InputError(`--host ${o.host}: not an address of this machine`));
       else if (e.code === 'EACCES') fail(new InputError(`--port ${o.port}: not allowed (ports below 1024 need privileges)`));
       else fail(e);

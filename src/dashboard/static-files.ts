@@ -4,7 +4,7 @@
  * to one folder; anything that resolves outside it, through `..`, an encoded separator, an
  * absolute path or a symlink, is not found.
  */
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,10 +69,19 @@ function inside(root: string, path: string): boolean {
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
+/**
+ * The page's folder: beside this module when it runs from source; when it runs compiled
+ * (dist/dashboard/), the assets, which the compiler does not copy, stay in src/dashboard/static.
+ */
+function pageFolder(): string {
+  const beside = join(here, 'static');
+  return existsSync(beside) ? beside : join(here, '..', '..', 'src', 'dashboard', 'static');
+}
+
 /** The three folders the dashboard serves: its page, Chart.js's and KaTeX's distributions. */
 export function dashboardRoots(): { page: StaticRoot; chart: StaticRoot; katex: StaticRoot } {
   return {
-    page: staticRoot(join(here, 'static')),
+    page: staticRoot(pageFolder()),
     chart: staticRoot(dirname(require.resolve('chart.js'))),
     katex: staticRoot(dirname(require.resolve('katex'))),
   };

@@ -1,10 +1,11 @@
 /**
  * Pre-tokenized corpora, so users can evaluate on exactly the ids their PyTorch pipeline
  * produced: NumPy `.npy` files (uint8/16/32, int16/32/64, little-endian, C order, 1-D or
- * 2-D read flattened) and nanoGPT's raw `.bin` files (bare little-endian uint16).
+ * 2-D read flattened; a 2-D array [n, seqlen] can also be read as n samples, see
+ * readNpyRows) and nanoGPT's raw `.bin` files (bare little-endian uint16).
  * Files are read whole, so they must fit in one Buffer (2 GiB).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { InputError } from '../errors.ts';
 
@@ -101,6 +102,28 @@ export function readNpy(path: string): Int32Array {
     throw new InputError(`${path}: .npy shape (${h.shape.join(', ')}) needs ${bytes} data bytes but the file holds ${have}`);
   }
   return toInt32(new DataView(buf.buffer, buf.byteOffset, buf.byteLength), h.dataOffset, count, h.dtype, path);
+}
+
+/** The shape of a .npy file's array, from its header alone (a calibration file's samples may be large). */
+export function npyShape(path: string): number[] {
+  if (!existsSync(path)) throw new InputError(`token file not found: ${path}`);
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(Math.min(65536, fstatSync(fd).size));
+    readSync(fd, head, 0, head.length, 0);
+    return parseNpyHeader(head, path).shape;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The rows of a 2-D .npy of token ids [n, seqlen], in order (views into one array). */
+export function readNpyRows(path: string): Int32Array[] {
+  const shape = npyShape(path);
+  if (shape.length !== 2) throw new InputError(`${path}: a .npy of samples must be 2-D [n, seqlen] (got shape (${shape.join(', ')}))`);
+  const [n, len] = shape as [number, number];
+  const ids = readNpy(path);
+  return Array.from({ length: n }, (_, i) => ids.subarray(i * len, (i + 1) * len));
 }
 
 /** Token ids of a nanoGPT-style .bin file (raw little-endian uint16). */

@@ -10,13 +10,15 @@
  */
 import os from 'node:os';
 import { InputError } from '../errors.ts';
-import { DataType } from '../onnx/proto.ts';
+import { DataType, type ModelProto } from '../onnx/proto.ts';
 import { findValueInfo, valueInfoDims } from '../onnx/graph-edit.ts';
 import { valueInfo } from '../onnx/graph-build.ts';
 import { SegmentStream, type StreamOptions } from '../onnx/segment-stream.ts';
-import { modelWeightBytes, type WeightSource } from '../onnx/weight-source.ts';
+import { memorySource, OnnxFileSource, wholeModelBytes, type WeightSource } from '../onnx/weight-source.ts';
+import path from 'node:path';
 import { tensorDims } from '../onnx/tensor.ts';
-import { appendNll, NLL, sumNll, type PerplexityResult } from './perplexity.ts';
+import { appendNll, NLL, PerplexityEvaluator, sumNll, type PerplexityResult } from './perplexity.ts';
+import type { Device } from '../onnx/session.ts';
 
 /** Default memory budget: half of the machine's RAM. */
 export const DEFAULT_MEMORY_SHARE = 0.5;
@@ -43,16 +45,8 @@ export function parseMaxMemory(arg: string | number | undefined): number {
   return bytes;
 }
 
-/**
- * Memory a whole-model session needs, roughly: the weights as loaded plus onnxruntime's
- * own copy (prepacked MatMul weights); float16 models are computed in their type.
- */
-export function wholeModelBytes(source: WeightSource): number {
-  return 2 * modelWeightBytes(source.model);
-}
-
-/** Vocabulary rows of the embedding (or the declared logits width). */
-function vocabOf(source: WeightSource): number {
+/** Vocabulary rows of the embedding (or the declared logits width); 0 when unknown. */
+export function sourceVocabSize(source: WeightSource): number {
   const logits = findValueInfo(source.model, 'logits');
   const dims = logits ? valueInfoDims(logits) : null;
   const last = dims?.[dims.length - 1];
@@ -81,7 +75,7 @@ export async function streamedPerplexity(source: WeightSource, tokens: Int32Arra
   const n = Math.min(tokens.length, opts.maxTokens ?? Infinity);
   const count = Math.floor(n / seqlen);
   if (count === 0) throw new InputError(`seqlen ${seqlen} exceeds the data (${n} tokens${n < tokens.length ? ' after max-tokens' : ''})`);
-  const vocab = vocabOf(source);
+  const vocab = sourceVocabSize(source);
   const windows: Int32Array[] = [];
   for (let w = 0; w < count; w++) windows.push(tokens.subarray(w * seqlen, (w + 1) * seqlen));
   for (let i = 0; i < count * seqlen; i++) {
@@ -111,4 +105,45 @@ export async function streamedPerplexity(source: WeightSource, tokens: Int32Arra
   const predicted = count * (seqlen - 1);
   const nll = sum / predicted;
   return { ppl: Math.exp(nll), nll, tokens: predicted, windows: count, seqlen, seconds: (performance.now() - t0) / 1000, vocabSize: vocab };
+}
+
+export interface ModelPerplexityOptions extends StreamedEvalOptions {
+  /** Memory budget in bytes: a model whose whole-model session needs more is streamed. */
+  maxMemory: number;
+  /** Resolve the source's weights into its model (for a whole-model session). */
+  loadAll: () => Promise<ModelProto>;
+  device?: Device;
+}
+
+/**
+ * Perplexity of a model: one whole-model session when it fits `maxMemory`, block
+ * by block otherwise (the same figures either way).
+ */
+export async function modelPerplexity(source: WeightSource, tokens: Int32Array, opts: ModelPerplexityOptions): Promise<PerplexityResult & { streamed: boolean }> {
+  if (wholeModelBytes(source) > opts.maxMemory) return { ...(await streamedPerplexity(source, tokens, opts)), streamed: true };
+  const ev = await PerplexityEvaluator.create(await opts.loadAll(), { threads: opts.threads, device: opts.device });
+  try {
+    const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, batchSize: opts.batchSize, onProgress: (d, n) => opts.onProgress?.(d, n) });
+    return { ...r, streamed: false };
+  } finally {
+    await ev.release();
+  }
+}
+
+/**
+ * Perplexity of a model file (or of a model already in memory), block by block when
+ * it does not fit `maxMemory`.
+ */
+export async function fileOrModelPerplexity(
+  where: string | ModelProto,
+  tokens: Int32Array,
+  opts: { seqlen: number; maxTokens?: number; threads?: number; maxMemory: number },
+): Promise<PerplexityResult & { streamed: boolean }> {
+  if (typeof where !== 'string') return modelPerplexity(memorySource(where), tokens, { ...opts, loadAll: async () => where });
+  const source = await OnnxFileSource.open(path.resolve(where));
+  try {
+    return await modelPerplexity(source, tokens, { ...opts, loadAll: () => source.loadAll() });
+  } finally {
+    await source.close();
+  }
 }

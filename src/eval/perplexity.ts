@@ -26,7 +26,7 @@ import { DataType, type ModelProto } from '../onnx/proto.ts';
 import { modelOpset, node, valueInfo } from '../onnx/graph-build.ts';
 import { cloneModel, findValueInfo, indexGraph, initializersToInputs, valueInfoDims } from '../onnx/graph-edit.ts';
 import { floatToHalf, int64Tensor, tensorDims, tensorToFloat32 } from '../onnx/tensor.ts';
-import { createSession, ort } from '../onnx/session.ts';
+import { createSession, ort, type Device } from '../onnx/session.ts';
 
 export interface PerplexityResult {
   ppl: number;
@@ -44,6 +44,8 @@ export interface EvaluatorOptions {
   replaceable?: string[];
   /** Intra-op threads (default: all cores). */
   threads?: number;
+  /** Execution provider (default: the process default, cpu). */
+  device?: Device;
   /**
    * Where log-softmax is computed: 'onnx' (default; appended LogSoftmax/GatherElements,
    * only NLL leaves the session) or 'js' (logits leave the session; stable log-sum-exp in JS).
@@ -172,7 +174,7 @@ export class PerplexityEvaluator {
       if (logitsType !== DataType.FLOAT) throw new InputError(`logits of type ${logitsType} need the 'onnx' log-softmax mode`);
       graph.output = [(graph.output ?? []).find((o) => o.name === 'logits')!];
     }
-    const session = await createSession(m, { threads: opts.threads });
+    const session = await createSession(m, { threads: opts.threads, device: opts.device });
     const ev = new PerplexityEvaluator(session, inputs, inputTypes, Number.isFinite(vocab) ? vocab : 0, replaceable, mode);
     if (!vocabKnown) {
       // Logits width not declared: measure it once on a tiny probe (token 0).

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { InputError } from '../errors.ts';
 import { findInitializer } from '../onnx/graph-edit.ts';
 import { saveModel } from '../onnx/model-io.ts';
-import type { ModelProto } from '../onnx/proto.ts';
+import type { ModelProto, TensorProto } from '../onnx/proto.ts';
 import { tensorDims, tensorToFloat32, transposeInto } from '../onnx/tensor.ts';
 import { llamaWeightSpecs } from '../onnx/llama-weights.ts';
 import { writeHfCheckpoint } from './hf-write.ts';
@@ -38,7 +38,7 @@ export function outputFormat(d: ModelDescription, format?: string): OutputFormat
  * as a Hugging Face folder with the input's layout; `extraJson` files (prune.json) are
  * written with it under the same temporary-name-then-rename scheme.
  */
-export async function writeHfLike(d: ModelDescription, model: ModelProto, outDir: string, extraJson: Record<string, unknown> = {}): Promise<string[]> {
+export async function writeHfLike(d: ModelDescription, model: ModelProto | ((name: string) => Promise<TensorProto | undefined>), outDir: string, extraJson: Record<string, unknown> = {}): Promise<string[]> {
   if (d.kind !== 'hf') throw new Error('writeHfLike: not a Hugging Face input');
   const input = await openHfWeights(d.dir);
   try {
@@ -51,7 +51,8 @@ export async function writeHfLike(d: ModelDescription, model: ModelProto, outDir
     // Graph initializers carry the (pruned) weights under their PyTorch names; linear
     // ones are stored [in, out]. Anything else in the files is copied from the input.
     const source = async (name: string): Promise<Float32Array> => {
-      const t = kinds.has(name) ? findInitializer(model, name) : undefined;
+      // A function gives the tensors of a model pruned block by block (read back from its scratch file).
+      const t = kinds.has(name) ? (typeof model === 'function' ? await model(name) : findInitializer(model, name)) : undefined;
       if (!t) return input.readFloat32(name);
       const data = tensorToFloat32(t);
       if (kinds.get(name) !== 'linear') return data;

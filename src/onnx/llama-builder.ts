@@ -33,12 +33,25 @@ export interface BuildLlamaOptions {
    */
   consume?: boolean;
   /**
+   * Build the graph without weight data: every weight initializer is a stub with its
+   * name, type and [in, out] / PyTorch dims, marked external, for a source that reads
+   * the bytes one tensor at a time (a checkpoint too large to hold; `weights` unused).
+   */
+  skeleton?: boolean;
+  /**
    * A KV cache as Hugging Face Optimum exports it: 'past' adds inputs
    * `past_key_values.N.key/.value` [batch, kvHeads, past, headDim] (attention_mask then
    * spans past + seq) and outputs `present.N.key/.value`; 'present' gives the outputs
    * only (Optimum's no-past decoder). Default: no cache.
    */
   cache?: 'past' | 'present';
+}
+
+/** The location skeleton stubs carry: their bytes live in the checkpoint, not in an ONNX data file. */
+export const SKELETON_LOCATION = 'symprune-skeleton';
+
+function stubTensor(name: string, dims: number[]): TensorProto {
+  return { name, dims, dataType: DataType.FLOAT, dataLocation: 1, externalData: [{ key: 'location', value: SKELETON_LOCATION }] };
 }
 
 /** First number torch-generated MatMul initializer names count from. */
@@ -140,7 +153,7 @@ class GraphWriter {
 /** Build the ONNX graph of a LLaMA decoder from its config and PyTorch-layout weights. */
 export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: BuildLlamaOptions = {}): ModelProto {
   const c = validateLlamaConfig(config);
-  checkLlamaWeights(c, weights);
+  if (!opts.skeleton) checkLlamaWeights(c, weights);
   const names = llamaInitializerNames(c, opts.weightNames ?? 'module');
   const shapes = new Map(llamaWeightSpecs(c).map((s) => [s.name, s]));
   const g = new GraphWriter();
@@ -151,7 +164,9 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
     const spec = shapes.get(hfName)!;
     const data = weights.get(hfName)!;
     const name = names.get(hfName)!;
-    if (spec.kind === 'linear') {
+    if (opts.skeleton) {
+      g.initializers.push(stubTensor(name, spec.kind === 'linear' ? [spec.shape[1]!, spec.shape[0]] : [...spec.shape]));
+    } else if (spec.kind === 'linear') {
       const [out, inp] = spec.shape as [number, number];
       g.initializers.push(floatTensor(name, [inp, out], transposeInto(data, out, inp)));
     } else {
@@ -162,7 +177,7 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   };
   // A tied head multiplies by the embedding: stored as its own [dim, vocab] initializer
   // (graphs keep MatMul weights [in, out]), taken before the embedding may be consumed.
-  const tiedHead = c.tieWordEmbeddings ? floatTensor('lm_head.weight', [c.dim, c.vocabSize], transposeInto(weights.get('model.embed_tokens.weight')!, c.vocabSize, c.dim)) : null;
+  const tiedHead = c.tieWordEmbeddings && opts.skeleton ? stubTensor('lm_head.weight', [c.dim, c.vocabSize]) : c.tieWordEmbeddings ? floatTensor('lm_head.weight', [c.dim, c.vocabSize], transposeInto(weights.get('model.embed_tokens.weight')!, c.vocabSize, c.dim)) : null;
 
   const rmsNorm = (x: string, scope: string, hfName: string): string => {
     const p = g.op('Pow', [x, g.f32(2)], scope);

@@ -10,7 +10,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../errors.ts';
 import { DataType, encodeModel, onnx, type ModelProto, type TensorProto } from './proto.ts';
-import { externalEntries, readAt, readModelFile, writeAll } from './model-io.ts';
+import { externalEntries, readAt, readModelFile, resolveExternalData, writeAll } from './model-io.ts';
 import { tensorDims } from './tensor.ts';
 
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
@@ -43,6 +43,14 @@ export function modelWeightBytes(model: ModelProto): number {
   return (model.graph?.initializer ?? []).reduce((a, t) => a + storedBytes(t), 0);
 }
 
+/**
+ * Memory a whole-model session needs, roughly: the weights as loaded plus onnxruntime's
+ * own copy (prepacked MatMul weights); float16 models are computed in their type.
+ */
+export function wholeModelBytes(source: WeightSource): number {
+  return 2 * modelWeightBytes(source.model);
+}
+
 /** A source over a model whose tensors are all in memory. */
 export function memorySource(model: ModelProto): WeightSource {
   const byName = new Map((model.graph?.initializer ?? []).map((t) => [t.name!, t]));
@@ -62,13 +70,23 @@ export function memorySource(model: ModelProto): WeightSource {
 export class OnnxFileSource implements WeightSource {
   private readonly handles = new Map<string, { fh: fsp.FileHandle; size: number }>();
   private readonly byName: Map<string, TensorProto>;
-  private constructor(readonly model: ModelProto, readonly baseDir: string) {
+  private constructor(readonly model: ModelProto, readonly original: ModelProto, readonly baseDir: string) {
     this.byName = new Map((model.graph?.initializer ?? []).map((t) => [t.name!, t]));
   }
 
-  static async open(file: string): Promise<OnnxFileSource> {
-    const model = await readModelFile(file);
-    return new OnnxFileSource(model, path.dirname(path.resolve(file)));
+  /**
+   * Open an ONNX file; `prepare` turns the stored graph into the runnable one (sharing
+   * its initializer objects, e.g. an Optimum decoder without its KV cache).
+   */
+  static async open(file: string, prepare: (m: ModelProto) => ModelProto = (m) => m): Promise<OnnxFileSource> {
+    const original = await readModelFile(file);
+    return new OnnxFileSource(prepare(original), original, path.dirname(path.resolve(file)));
+  }
+
+  /** Read every external tensor into the model (it is then all in memory) and return it. */
+  async loadAll(): Promise<ModelProto> {
+    await resolveExternalData(this.original, this.baseDir);
+    return this.model;
   }
 
   /** Whether any initializer lives in external data. */

@@ -102,11 +102,11 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
       collected = collector!.result();
     }
     for (const layer of group) {
-      await timed('prune', () => {
+      await timed('prune', async () => {
         const st = o.stats(layer);
         const w = readLayerWeight(view, layer);
         const spec = { ...o.spec, sparsity: o.blockSparsity?.get(layer.block) ?? o.spec.sparsity };
-        reports.push(pruneLayerWeight(o.method, spec, layer, w, { X: collected?.X.get(layer.name) ?? st.X, G: st.G, gram: collected?.gram.get(layer.name) ?? null }, scratch));
+        reports.push(await pruneLayerWeight(o.method, spec, layer, w, { X: collected?.X.get(layer.name) ?? st.X, G: st.G, gram: collected?.gram.get(layer.name) ?? null }, scratch));
         writeLayerWeight(view, layer, w);
       });
       progress('prune', ++done, o.layers.length);

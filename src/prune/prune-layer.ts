@@ -6,7 +6,8 @@
 import { InputError } from '../errors.ts';
 import type { PruneMethod } from './baselines.ts';
 import type { PrunableLayer } from './discover.ts';
-import { sparseGpt } from './sparsegpt.ts';
+import { lazyUpdateJs, sparseGptPrepared } from './sparsegpt.ts';
+import { lazyUpdateOrt, ORT_LAZY_MIN_COLS } from './sparsegpt-ort.ts';
 import type { HessianAccumulator } from './sparsegpt.ts';
 import { scoresProblem, type ScoresProblem } from '../search-space/probe.ts';
 import { applyMask, maskScores, maskSparsity, type MaskSpec, type ScoreScratch } from './score.ts';
@@ -34,14 +35,15 @@ export interface LayerInputs {
 }
 
 /** Prune `w` ([out, in], updated in place) with `method`; returns the layer's report. */
-export function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, layer: PrunableLayer, w: Float32Array, st: LayerInputs, scratch: ScoreScratch): LayerReport {
+export async function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, layer: PrunableLayer, w: Float32Array, st: LayerInputs, scratch: ScoreScratch): Promise<LayerReport> {
   let mask: Uint8Array;
   let nanCount = 0;
   let problem: ScoresProblem | null = null;
   if (method.kind === 'sparsegpt') {
     if (!st.gram) throw new Error(`no Hessian collected for ${layer.name}`);
     const p = spec.pattern;
-    mask = sparseGpt(w, layer.out, layer.in, st.gram.hessian(), { sparsity: spec.sparsity, n: p.kind === 'nm' ? p.n : 0, m: p.kind === 'nm' ? p.m : 0 }).mask;
+    const opts = { sparsity: spec.sparsity, n: p.kind === 'nm' ? p.n : 0, m: p.kind === 'nm' ? p.m : 0 };
+    mask = (await sparseGptPrepared(w, layer.out, st.gram.prepared(), opts, layer.in >= ORT_LAZY_MIN_COLS ? lazyUpdateOrt : lazyUpdateJs)).mask;
   } else {
     if (method.needs.X && !st.X) throw new Error(`no X for ${layer.name}`);
     if (method.needs.G && !st.G) throw new InputError(`no G for layer ${layer.name}`);

@@ -14,7 +14,7 @@
  */
 import { InputError } from '../errors.ts';
 import type { ModelProto, TensorProto } from '../onnx/proto.ts';
-import { memorySource, type WeightSource } from '../onnx/weight-source.ts';
+import { memorySource, modelWeightBytes, type WeightSource } from '../onnx/weight-source.ts';
 import type { Device } from '../onnx/session.ts';
 import { discoverLayers, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
@@ -95,6 +95,23 @@ export function prunableLayers(model: ModelProto): PrunableLayer[] {
 /** Dense-model G of every layer, by the gradient graphs (the whole model in memory). */
 export function denseGradients(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
   return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+}
+
+/**
+ * Memory G needs: the gradient graph spans the whole model, so the weights, onnxruntime's
+ * copy, one window's gradients and their float64 sums (twice the float32 size) and the
+ * float32 G are all held at once: about 6 times the float32 weights.
+ */
+export function gradientMemoryBytes(source: WeightSource): number {
+  return 6 * modelWeightBytes(source.model);
+}
+
+/** InputError when G would not fit the memory budget. */
+export function checkGradientMemory(source: WeightSource, maxMemory: number): void {
+  const need = gradientMemoryBytes(source);
+  if (need > maxMemory) {
+    throw new InputError(`G needs the whole model's gradients, about ${(need / 2 ** 30).toFixed(1)} GiB, over --max-memory ${(maxMemory / 2 ** 30).toFixed(1)} GiB; raise --max-memory on a machine with the RAM, or use methods without G`);
+  }
 }
 
 /** Dense-model X of every layer, block by block. */

@@ -44,6 +44,12 @@ export class HessianAccumulator {
     for (let i = 0; i < g.length; i++) g[i] += gram[i]!;
     this.nsamples += sequences;
   }
+  private prep: { percDamp: number; value: PreparedHessian } | null = null;
+  /** The prepared Hessian, computed once for all layers reading this input. */
+  prepared(percDamp = 0.01): PreparedHessian {
+    if (this.prep?.percDamp !== percDamp) this.prep = { percDamp, value: prepareHessian(this.hessian(), this.cols, percDamp) };
+    return this.prep.value;
+  }
   /** H = (2/n) Σ x xᵀ with n the number of sequences, the reference's scaling. */
   hessian(): Float64Array {
     const h = new Float64Array(this.gram.length);
@@ -72,42 +78,46 @@ export function choleskyLower(a: Float64Array, n: number): void {
   }
 }
 
-/** Inverse of a lower-triangular [n,n] matrix (returns a new lower-triangular matrix). */
+/**
+ * Inverse of a lower-triangular [n,n] matrix (returns a new lower-triangular matrix),
+ * row by row (row i = (e_i - Σ_k<i L_ik · row k) / L_ii), so every inner loop runs
+ * along contiguous memory.
+ */
 export function invertLower(l: Float64Array, n: number): Float64Array {
   const inv = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    inv[j * n + j] = 1 / l[j * n + j]!;
-    for (let i = j + 1; i < n; i++) {
-      let s = 0;
-      const ri = i * n;
-      for (let k = j; k < i; k++) s += l[ri + k]! * inv[k * n + j]!;
-      inv[ri + j] = -s / l[ri + i]!;
+  for (let i = 0; i < n; i++) {
+    const ri = i * n;
+    inv[ri + i] = 1;
+    for (let k = 0; k < i; k++) {
+      const c = l[ri + k]!;
+      if (c === 0) continue;
+      const rk = k * n;
+      for (let j = 0; j <= k; j++) inv[ri + j] -= c * inv[rk + j]!;
     }
+    const d = 1 / l[ri + i]!;
+    for (let j = 0; j <= i; j++) inv[ri + j] *= d;
   }
   return inv;
 }
 
 /**
- * Upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U), computed as the reference does:
- * cholesky(H) -> cholesky_inverse -> cholesky(upper=True). `h` is consumed.
+ * Upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U), the factor the reference gets from
+ * cholesky(H) -> cholesky_inverse -> cholesky(upper=True), here with half the work:
+ * with P the reversal permutation and P H P = M Mᵀ (M lower), H⁻¹ = (P M⁻¹ P)ᵀ (P M⁻¹ P)
+ * and P M⁻¹ P is upper triangular, so U = P M⁻¹ P (the Cholesky factor is unique).
+ * `h` is consumed.
  */
 export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array {
-  choleskyLower(h, n);
-  const li = invertLower(h, n);
-  // H⁻¹ = L⁻ᵀ L⁻¹: (H⁻¹)_ij = Σ_k li[k,i] li[k,j], k >= max(i,j).
-  const hinv = h; // reuse storage
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = 0;
-      for (let k = i; k < n; k++) s += li[k * n + i]! * li[k * n + j]!;
-      hinv[i * n + j] = s;
-      hinv[j * n + i] = s;
-    }
+  // Reverse rows and columns in place: (PHP)_ij = H_{n-1-i, n-1-j}.
+  for (let a = 0, b = h.length - 1; a < b; a++, b--) {
+    const t = h[a]!;
+    h[a] = h[b]!;
+    h[b] = t;
   }
-  choleskyLower(hinv, n);
-  // U = Lᵀ
+  choleskyLower(h, n);
+  const mi = invertLower(h, n);
   const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[j * n + i] = hinv[i * n + j]!;
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = mi[i * n + j]!;
   return u;
 }
 
@@ -118,32 +128,105 @@ function smallestK(v: Float64Array, from: number, len: number, idx: Int32Array):
   sub.sort((a, b) => v[a]! - v[b]! || a - b);
 }
 
-/**
- * Prune `w` ([rows, cols], PyTorch layout, updated IN PLACE with the reconstructed
- * weights, pruned entries exactly 0) given H = (2/n) Σ x xᵀ ([cols, cols], consumed).
- */
-export function sparseGpt(w: Float32Array, rows: number, cols: number, hessian: Float64Array, opts: SparseGptOptions): SparseGptResult {
-  const blockSize = opts.blockSize ?? 128;
-  const percDamp = opts.percDamp ?? 0.01;
-  const n = opts.n ?? 0;
-  const m = opts.m ?? 0;
-  if (w.length !== rows * cols) throw new Error(`sparseGpt: ${w.length} weights for [${rows},${cols}]`);
-  if (hessian.length !== cols * cols) throw new Error(`sparseGpt: Hessian of ${hessian.length} values for ${cols} columns`);
-  if (n > 0 && blockSize % m !== 0) throw new Error(`sparseGpt: block size ${blockSize} is not a multiple of M=${m}`);
-  const H = hessian;
+/** H⁻¹'s upper Cholesky factor after the reference's dead-input fix and dampening, and the dead inputs. */
+export interface PreparedHessian {
+  cols: number;
+  hinv: Float64Array;
+  /** 1 where H_jj = 0 (an input never active in calibration). */
+  dead: Uint8Array;
+}
 
-  // Dead inputs: H_jj = 0 -> H_jj = 1, W[:, j] = 0 (reference behaviour).
+/**
+ * The reference's preparation of H (consumed): dead inputs get H_jj = 1, then
+ * λ = percDamp · mean(diag H) is added to the diagonal, then U with H⁻¹ = Uᵀ U.
+ */
+export function prepareHessian(H: Float64Array, cols: number, percDamp = 0.01): PreparedHessian {
+  if (H.length !== cols * cols) throw new Error(`sparseGpt: Hessian of ${H.length} values for ${cols} columns`);
+  const dead = new Uint8Array(cols);
   for (let j = 0; j < cols; j++) {
     if (H[j * cols + j] === 0) {
       H[j * cols + j] = 1;
-      for (let r = 0; r < rows; r++) w[r * cols + j] = 0;
+      dead[j] = 1;
     }
   }
   let meanDiag = 0;
   for (let j = 0; j < cols; j++) meanDiag += H[j * cols + j]!;
   const damp = (percDamp * meanDiag) / cols;
   for (let j = 0; j < cols; j++) H[j * cols + j] += damp;
-  const Hinv = upperCholeskyOfInverse(H, cols);
+  return { cols, hinv: upperCholeskyOfInverse(H, cols), dead };
+}
+
+/**
+ * One lazy batch update the OBS loop asks for: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:],
+ * Err1 = err[:, 0:count] (row stride blockSize).
+ */
+export interface LazyUpdate {
+  W: Float64Array;
+  rows: number;
+  cols: number;
+  err: Float64Array;
+  blockSize: number;
+  count: number;
+  i1: number;
+  i2: number;
+  hinv: Float64Array;
+}
+
+/** The lazy update in plain float64 JavaScript (small layers; the reference's exact arithmetic order aside). */
+export function lazyUpdateJs(u: LazyUpdate): void {
+  const { W, rows, cols, err, blockSize, count, i1, i2, hinv } = u;
+  for (let r = 0; r < rows; r++) {
+    const ro = r * cols;
+    const eo = r * blockSize;
+    for (let i = 0; i < count; i++) {
+      const e = err[eo + i]!;
+      if (e === 0) continue;
+      const hrow = (i1 + i) * cols;
+      for (let j = i2; j < cols; j++) W[ro + j] -= e * hinv[hrow + j]!;
+    }
+  }
+}
+
+/**
+ * Prune `w` ([rows, cols], PyTorch layout, updated IN PLACE with the reconstructed
+ * weights, pruned entries exactly 0) given H = (2/n) Σ x xᵀ ([cols, cols], consumed).
+ */
+export function sparseGpt(w: Float32Array, rows: number, cols: number, hessian: Float64Array, opts: SparseGptOptions): SparseGptResult {
+  const steps = obsSteps(w, rows, cols, prepareHessian(hessian, cols, opts.percDamp), opts);
+  for (;;) {
+    const s = steps.next();
+    if (s.done) return s.value;
+    lazyUpdateJs(s.value);
+  }
+}
+
+/**
+ * SparseGPT with a prepared Hessian (shared by the layers reading one input) and the
+ * lazy batch updates (the rows x cols² part of the work) done by `lazy`, e.g. a float32
+ * matrix product in onnxruntime for large layers.
+ */
+export async function sparseGptPrepared(w: Float32Array, rows: number, prep: PreparedHessian, opts: SparseGptOptions, lazy: (u: LazyUpdate) => void | Promise<void> = lazyUpdateJs): Promise<SparseGptResult> {
+  const steps = obsSteps(w, rows, prep.cols, prep, opts);
+  for (;;) {
+    const s = steps.next();
+    if (s.done) return s.value;
+    await lazy(s.value);
+  }
+}
+
+/**
+ * The OBS loop over blocks of columns (see the file comment); yields each lazy batch
+ * update for the caller to apply to W before it continues.
+ */
+function* obsSteps(w: Float32Array, rows: number, cols: number, prep: PreparedHessian, opts: SparseGptOptions): Generator<LazyUpdate, SparseGptResult, void> {
+  const blockSize = opts.blockSize ?? 128;
+  const n = opts.n ?? 0;
+  const m = opts.m ?? 0;
+  if (w.length !== rows * cols) throw new Error(`sparseGpt: ${w.length} weights for [${rows},${cols}]`);
+  if (n > 0 && blockSize % m !== 0) throw new Error(`sparseGpt: block size ${blockSize} is not a multiple of M=${m}`);
+  const Hinv = prep.hinv;
+  // Dead inputs: W[:, j] = 0 (reference behaviour).
+  for (let j = 0; j < cols; j++) if (prep.dead[j]) for (let r = 0; r < rows; r++) w[r * cols + j] = 0;
 
   // Work in float64, row-major [rows, cols].
   const W = Float64Array.from(w);
@@ -199,18 +282,7 @@ export function sparseGpt(w: Float32Array, rows: number, cols: number, hessian: 
       }
     }
     // Lazy batch update of the columns after the block: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:].
-    if (i2 < cols) {
-      for (let r = 0; r < rows; r++) {
-        const ro = r * cols;
-        const eo = r * blockSize;
-        for (let i = 0; i < count; i++) {
-          const e = err[eo + i]!;
-          if (e === 0) continue;
-          const hrow = (i1 + i) * cols;
-          for (let j = i2; j < cols; j++) W[ro + j] -= e * Hinv[hrow + j]!;
-        }
-      }
-    }
+    if (i2 < cols) yield { W, rows, cols, err, blockSize, count, i1, i2, hinv: Hinv };
   }
   for (let i = 0; i < w.length; i++) w[i] = mask[i] ? 0 : W[i]!;
   return { mask, loss };

@@ -11,15 +11,19 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import type { ModelProto } from '../../onnx/proto.ts';
 import { loadTokens } from '../../data/dataset.ts';
-import { PerplexityEvaluator } from '../../eval/perplexity.ts';
-import { loadModelForms, resolveModel } from '../../model/load.ts';
-import { outputFormat, writeHfLike, writeOnnxLike } from '../../model/write.ts';
+import { fileOrModelPerplexity } from '../../eval/perplexity-stream.ts';
+import { resolveModel } from '../../model/load.ts';
+import { loadModel } from '../../onnx/model-io.ts';
+import { outputFormat } from '../../model/write.ts';
+import { openModelSource } from '../../model/source.ts';
+import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/prune-file.ts';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, pruneModel, type CalibrationMode, type LayerReport } from '../../prune/prune-model.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { prunableLayers, type CalibrationMode, type LayerReport } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
@@ -27,7 +31,7 @@ import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-sho
 import { scoreTasks } from '../../eval/zero-shot.ts';
 import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   format?: string;
@@ -133,16 +137,15 @@ export function checkCalibrationMode(mode: string): CalibrationMode {
   return mode;
 }
 
-/** Perplexity of an in-memory model on brown:test (or another spec; tokens may be preloaded). */
+/** Perplexity on brown:test (or another spec; tokens may be preloaded) of a model in memory or a model file, block by block when it exceeds maxMemory. */
 export async function evaluateModel(
-  model: ModelProto,
-  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number },
+  model: ModelProto | string,
+  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number; maxMemory?: number },
 ): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
   const data = opts.data ?? 'brown:test';
-  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize: modelVocabSize(model) }));
-  const ev = await PerplexityEvaluator.create(model, { threads: opts.threads });
-  const r = await ev.evaluate(tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens });
-  await (ev as unknown as { release?: () => Promise<void> }).release?.();
+  const vocabSize = typeof model === 'string' ? undefined : modelVocabSize(model);
+  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize }));
+  const r = await fileOrModelPerplexity(model, tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, threads: opts.threads, maxMemory: opts.maxMemory ?? Infinity });
   return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
 }
 
@@ -150,7 +153,7 @@ export const pruneCommand: CommandModule<object, Args> = {
   command: 'prune',
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
-    taskFlag(allocationFlags(y), true)
+    deviceFlags(taskFlag(allocationFlags(y), true))
       .option('model', modelFlag())
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('format', choiceFlag('format', ['hf', 'onnx'], { describe: "output: hf (safetensors folder, as the input) or onnx; default: the input's form" }))
@@ -160,8 +163,8 @@ export const pruneCommand: CommandModule<object, Args> = {
       .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
       .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' }))
       .option('data', dataFlag('data', { describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` }))
-      .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
-      .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window (calibration and --eval)' }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (calibration and --eval) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
       .option('stats', inputFileFlag('stats', { describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' }))
       .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' }))
       .option('eval', booleanFlag('measure brown:test perplexity of the pruned model'))
@@ -175,8 +178,12 @@ export const pruneCommand: CommandModule<object, Args> = {
     const pattern = parsePattern(a.pattern, a.sparsity);
     const mode = checkCalibrationMode(a.calibration);
     const allocation = allocationFromArgs(a, pattern);
+    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     checkEvalTokens(a['eval-tokens'], a.seqlen);
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, dir, tokenizerPath } = described;
     const outDir = checkOutDir(a.out, modelPath, dir);
@@ -184,7 +191,8 @@ export const pruneCommand: CommandModule<object, Args> = {
     const tok = taskTokenizer(tasks, tokenizerPath);
     const format = outputFormat(described, a.format);
 
-    const { model, original } = await loadModelForms(described);
+    const source = await openModelSource(described);
+    const model = source.model;
     const layers = prunableLayers(model);
     const stats = a.stats ? LayerStatsFile.open(a.stats, layers, { G: method.needs.G, X: false }) : undefined;
     try {
@@ -194,12 +202,16 @@ export const pruneCommand: CommandModule<object, Args> = {
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
+      makeDirs(outDir);
+      const previous = ['model.onnx', 'model.safetensors', 'model.safetensors.index.json'].map((f) => path.join(outDir, f)).filter((f) => fs.existsSync(f));
+      if (previous.length) process.stderr.write(`symprune: note: replacing the model in ${outDir} (${previous.map((f) => path.basename(f)).join(', ')})\n`);
       const windows = needWindows
         ? await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED })
         : undefined;
       let bar: ReturnType<typeof progress> | null = null;
       let stage = '';
-      const result = await pruneModel(model, {
+      const { result, pruned } = await pruneModelSource(source, streamFileFor(format, outDir), {
+        maxMemory,
         method,
         sparsity: a.sparsity,
         pattern,
@@ -222,12 +234,12 @@ export const pruneCommand: CommandModule<object, Args> = {
       const warning = degenerateWarning(result.label, result.layers);
       if (warning) process.stderr.write(warning + '\n');
 
-      const ppl = a.eval ? await evaluateModel(model, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads }) : null;
-      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(model, tok, tasks, { threads: a.threads }) } : ppl;
-      makeDirs(outDir);
-      const previous = ['model.onnx', 'model.safetensors', 'model.safetensors.index.json'].map((f) => path.join(outDir, f)).filter((f) => fs.existsSync(f));
-      if (previous.length) process.stderr.write(`symprune: note: replacing the model in ${outDir} (${previous.map((f) => path.basename(f)).join(', ')})\n`);
-      const saved: { externalDataFile?: string } = format === 'onnx' ? await writeOnnxLike(described, original, outDir) : {};
+      const evaluated = pruned.kind === 'memory' ? pruned.model : pruned.file;
+      const ppl = a.eval ? await evaluateModel(evaluated, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads, maxMemory }) : null;
+      // Zero-shot scoring runs the whole pruned model.
+      const whole = async () => (pruned.kind === 'memory' ? pruned.model : await loadModel(pruned.file));
+      const evalResult = ppl && tok ? { ...ppl, tasks: await scoreTasks(await whole(), tok, tasks, { threads: a.threads }) } : ppl;
+      const saved: { externalDataFile?: string } = format === 'onnx' ? await writePrunedModel(described, pruned, format, outDir) : {};
       const report = buildPruneReport(
         {
           result,
@@ -243,7 +255,7 @@ export const pruneCommand: CommandModule<object, Args> = {
         method.grouping === 'layer' ? 'per layer' : 'per output row',
       );
       const json = JSON.stringify(report, null, 2);
-      if (format === 'hf') await writeHfLike(described, model, outDir, { 'prune.json': report });
+      if (format === 'hf') await writePrunedModel(described, pruned, format, outDir, { 'prune.json': report });
       else fs.writeFileSync(path.join(outDir, 'prune.json'), json + '\n');
       if (a.json) {
         process.stdout.write(json + '\n');
@@ -257,6 +269,7 @@ export const pruneCommand: CommandModule<object, Args> = {
       }
     } finally {
       stats?.close();
+      await source.close();
     }
   },
 };

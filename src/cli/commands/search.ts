@@ -1,6 +1,7 @@
 /** `symprune search`: evolve pruning metrics on a model, logging everything to SQLite. */
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
@@ -8,9 +9,10 @@ import type { Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
+import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   sparsity?: number;
@@ -121,7 +123,7 @@ export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
-    y
+    deviceFlags(y, true)
       .option('model', modelFlag())
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
@@ -147,8 +149,12 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
       .option('json', booleanFlag('print one JSON line at the end')) as never,
   handler: async (a) => {
+    applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
+    // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.
+    const cal = calibrationShape({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen });
+    if (cal.samples) ({ nsamples: a.nsamples, seqlen: a.seqlen } = cal);
     const requested: Partial<Omit<SearchSettings, 'modelSha256' | 'gp'>> = {
       sparsity: a.sparsity,
       pattern: a.pattern,

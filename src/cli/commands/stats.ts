@@ -5,17 +5,19 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import { loadModelGraph, resolveModel } from '../../model/load.ts';
+import { resolveModel } from '../../model/load.ts';
+import { openModelSource } from '../../model/source.ts';
 import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
-import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
+import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
+import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
-interface Args {
+interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
   data?: string;
@@ -30,33 +32,40 @@ export const statsCommand: CommandModule<object, Args> = {
   command: 'stats',
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
-    y
+    deviceFlags(y)
       .option('model', modelFlag())
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
-      .option('nsamples', intFlag('nsamples', { min: 1, default: DEFAULT_NSAMPLES, describe: 'calibration windows' }))
-      .option('seqlen', intFlag('seqlen', { min: 2, default: DEFAULT_SEQLEN, describe: 'tokens per window' }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
       .option('out', outputFileFlag('out', { demandOption: true, ext: /\.safetensors$/i, extName: '.safetensors', describe: 'output FILE.safetensors' }))
       .option('threads', threadsFlag())
       .option('json', booleanFlag('print a JSON summary')) as never,
   handler: async (a) => {
     const t0 = performance.now();
+    checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
+    // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
+    ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
+    const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
-    const model = await loadModelGraph(described);
-    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
-    const layers = prunableLayers(model);
-    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED });
+    const source = await openModelSource(described);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(source.model));
+    const layers = prunableLayers(source.model);
+    checkGradientMemory(source, maxMemory);
+    const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
     const tg = performance.now();
     const gbar = progress('G', windows.length);
+    const model = (await source.loadAll()).model;
     const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
     gbar.done();
     const gradSeconds = (performance.now() - tg) / 1000;
     const tx = performance.now();
     const bar = progress('X', windows.length);
-    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d) => bar.update(d) });
+    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
+    await source.close();
     bar.done();
     const xSeconds = (performance.now() - tx) / 1000;
     makeDirs(path.dirname(out));

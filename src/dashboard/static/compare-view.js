@@ -7,7 +7,7 @@ import { bestVsBaseline, modelCell } from './runs-view.js';
 export function compareView(spec) {
   const box = h('div', { class: 'chart tall' }, h('canvas'));
   const chart = compareChart(box.firstChild);
-  const grid = h('div', { class: 'table-wrap' });
+  const grid = h('div', { class: 'table-wrap full' });
   const el = h('div', { class: 'stack' }, h('h1', null, 'Runs side by side'), h('section', { class: 'panel' }, h('h2', null, 'Best fitness over paid evaluations'), box), h('section', { class: 'panel' }, grid));
   const dbs = new Set(spec.split(',').map((p) => Number(p.split(':')[0])));
 

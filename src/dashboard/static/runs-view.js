@@ -88,7 +88,7 @@ export function runsView() {
     workersBox.replaceChildren(
       withQueue.length
         ? h('div', null, withQueue.map((d) => h('div', null, h('div', { class: 'muted' }, d.label), genericTable(d.workers, `workers-${d.db}`))))
-        : h('div', { class: 'empty' }, 'No job queue recorded in these databases: their runs evaluated on local worker threads (each run page shows the load per worker).'),
+        : h('div', { class: 'empty' }, 'No workers table in these databases: the run log does not record a job queue’s workers (each run page shows the evaluations per worker id).'),
     );
   }
   return { el, dbs: null, crumbs: [], refresh };

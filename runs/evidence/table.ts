@@ -1,0 +1,44 @@
+/**
+ * The held-out tables from the JSON files runs/evidence/run.sh writes:
+ *   node --import tsx runs/evidence/table.ts > runs/evidence/README.md
+ * Per model: brown:test perplexity of every row at every setting run, then the zero-shot
+ * accuracies (percent, ± lm-eval's standard error) per setting.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+interface Task { acc: number; acc_stderr: number; acc_norm: number; acc_norm_stderr: number; n: number; ppl?: number }
+interface Row { method: string; ppl: number; sparsity: number; tasks?: Record<string, Task> }
+interface Result { model: string; sparsity: number; pattern: string; calibration: { mode: string; nsamples: number; seqlen: number; data: string }; eval: { tokens: number }; dense: { ppl: number; tasks?: Record<string, Task> }; methods: Row[]; metric: string | null; seconds: number }
+
+const DIR = path.dirname(new URL(import.meta.url).pathname);
+const SETTINGS = [['u50', '50%'], ['u60', '60%'], ['u70', '70%'], ['2-4', '2:4'], ['4-8', '4:8']] as const;
+const pct = (t: Task | undefined, norm = false) => (t ? `${(100 * (norm ? t.acc_norm : t.acc)).toFixed(1)} ± ${(100 * (norm ? t.acc_norm_stderr : t.acc_stderr)).toFixed(1)}` : '');
+
+const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
+for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, d)).isDirectory()).sort()) {
+  const runs = SETTINGS.map(([f, label]) => {
+    const file = path.join(DIR, name, `${f}.json`);
+    return fs.existsSync(file) ? { label, r: JSON.parse(fs.readFileSync(file, 'utf8')) as Result } : null;
+  }).filter((x): x is { label: (typeof SETTINGS)[number][1]; r: Result } => x !== null);
+  if (runs.length === 0) continue;
+  const first = runs[0]!.r;
+  out.push(`## ${name}`, '', `Model \`${first.model}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
+  const methods = [...new Set(runs.flatMap((x) => x.r.methods.map((m) => m.method)))];
+  out.push(`| perplexity | ${runs.map((x) => x.label).join(' | ')} |`, `| --- |${runs.map(() => ' ---: |').join('')}`);
+  out.push(`| dense | ${runs.map((x) => x.r.dense.ppl.toFixed(2)).join(' | ')} |`);
+  for (const m of methods) {
+    const cells = runs.map((x) => x.r.methods.find((r) => r.method === m));
+    const best = runs.map((x) => Math.min(...x.r.methods.filter((r) => r.method !== 'sparsegpt' && r.method !== 'sparsegpt+owl').map((r) => r.ppl)));
+    out.push(`| ${m} | ${cells.map((c, i) => (c ? (c.ppl === best[i] ? `**${c.ppl.toFixed(2)}**` : c.ppl.toFixed(2)) : '')).join(' | ')} |`);
+  }
+  out.push('', 'Bold: lowest perplexity among the mask-only rows (all but SparseGPT, which also updates weights).', '');
+  for (const { label, r } of runs) {
+    const tasks = Object.keys(r.dense.tasks ?? {});
+    if (tasks.length === 0) continue;
+    out.push(`### ${name}, ${label}: zero-shot`, '', `| method | ${tasks.map((t) => `${t} acc | ${t} acc_norm`).join(' | ')} |`, `| --- |${tasks.map(() => ' ---: | ---: |').join('')}`);
+    for (const row of [{ method: 'dense', tasks: r.dense.tasks }, ...r.methods]) out.push(`| ${row.method} | ${tasks.map((t) => `${pct(row.tasks?.[t])} | ${pct(row.tasks?.[t], true)}`).join(' | ')} |`);
+    out.push('');
+  }
+}
+process.stdout.write(out.join('\n'));

@@ -1,0 +1,107 @@
+/**
+ * Commands on models run block by block (--max-memory below their size) against the
+ * same commands with the whole model in memory: an ONNX model with external data and
+ * a bfloat16 Hugging Face folder, as spawned processes.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildLlama } from '../src/onnx/llama-builder.ts';
+import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
+import { loadModel, saveModel } from '../src/onnx/model-io.ts';
+import { saveTokenizerJson, trainBpe } from '../src/data/bpe-train.ts';
+import { splitText } from '../src/data/splits.ts';
+import { loadTokens } from '../src/data/dataset.ts';
+import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
+import { openHfWeights } from '../src/model/hf-weights.ts';
+import { makeCheckpoint } from './support/hf-checkpoint.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(ROOT, 'bin', 'symprune.mjs');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-stream-cli-'));
+const cfg = { vocabSize: 300, dim: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, ropeTheta: 10000, normEps: 1e-6 };
+const onnxDir = path.join(tmp, 'onnx');
+const hfDir = path.join(tmp, 'hf');
+const calibBin = path.join(tmp, 'calib.bin');
+const CAL = ['--nsamples', '6', '--seqlen', '16', '--threads', '1', '--data', calibBin];
+const STREAM = ['--max-memory', '1K'];
+
+before(async () => {
+  fs.mkdirSync(onnxDir, { recursive: true });
+  const tok = path.join(onnxDir, 'tokenizer.json');
+  saveTokenizerJson(trainBpe(splitText('calib').slice(0, 30000), { vocabSize: cfg.vocabSize }), tok);
+  await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 4, 0.15)), path.join(onnxDir, 'model.onnx'), { externalData: 'always' });
+  await makeCheckpoint(hfDir, cfg, { dtype: 'BF16', seed: 2 });
+  fs.copyFileSync(tok, path.join(hfDir, 'tokenizer.json'));
+  const ids = await loadTokens('brown:calib', { tokenizerPath: tok });
+  fs.writeFileSync(calibBin, Uint16Array.from(ids.subarray(0, 8000)));
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function symprune(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function json(...args: string[]): Promise<Record<string, unknown>> {
+  const r = await symprune(...args);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+for (const [form, dir] of [['ONNX with external data', onnxDir], ['bfloat16 Hugging Face folder', hfDir]] as const) {
+  test(`eval of a ${form}: block by block gives the whole-model perplexity`, async () => {
+    const whole = await json('eval', '--model', dir, '--max-tokens', '640', '--seqlen', '32', '--threads', '1', '--json');
+    const streamed = await json('eval', '--model', dir, '--max-tokens', '640', '--seqlen', '32', '--threads', '1', '--json', ...STREAM);
+    assert.equal(whole.streamed, false);
+    assert.equal(streamed.streamed, true);
+    assert.ok(Math.abs((streamed.ppl as number) - (whole.ppl as number)) <= 1e-5 * (whole.ppl as number), `${streamed.ppl} vs ${whole.ppl}`);
+  });
+}
+
+test('prune of an ONNX model with external data block by block writes the model pruning in memory writes, and evaluates it', async () => {
+  const a = path.join(tmp, 'p-whole');
+  const b = path.join(tmp, 'p-stream');
+  const ra = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', a, '--eval', '--eval-tokens', '640', '--task', 'none', '--json');
+  const rb = await json('prune', '--model', onnxDir, '--method', 'sparsegpt', ...CAL, '--out', b, '--eval', '--eval-tokens', '640', '--task', 'none', '--json', ...STREAM);
+  assert.ok(fs.existsSync(path.join(b, 'model.onnx.data')) && fs.existsSync(path.join(b, 'tokenizer.json')));
+  const [ma, mb] = [await loadModel(path.join(a, 'model.onnx')), await loadModel(path.join(b, 'model.onnx'))];
+  for (const l of discoverLayers(ma)) assert.deepEqual(readLayerWeight(mb, l), readLayerWeight(ma, l), l.name);
+  const ea = ra.eval as { ppl: number };
+  const eb = rb.eval as { ppl: number };
+  assert.ok(Math.abs(eb.ppl - ea.ppl) <= 1e-5 * ea.ppl, `${eb.ppl} vs ${ea.ppl}`);
+});
+
+test('prune of a Hugging Face folder block by block writes the folder pruning in memory writes', async () => {
+  const a = path.join(tmp, 'h-whole');
+  const b = path.join(tmp, 'h-stream');
+  await json('prune', '--model', hfDir, '--method', 'wanda', ...CAL, '--out', a, '--json');
+  await json('prune', '--model', hfDir, '--method', 'wanda', ...CAL, '--out', b, '--json', ...STREAM);
+  assert.ok(!fs.readdirSync(b).some((f) => f.startsWith('.symprune')), `scratch files left: ${fs.readdirSync(b).join(', ')}`);
+  const [wa, wb] = [await openHfWeights(a), await openHfWeights(b)];
+  try {
+    for (const name of wa.layout.flatMap((l) => l.names)) assert.deepEqual(await wb.readFloat32(name), await wa.readFloat32(name), name);
+  } finally {
+    await wa.close();
+    await wb.close();
+  }
+});
+
+test('stats over the memory budget: one line saying how much G needs', async () => {
+  const r = await symprune('stats', '--model', onnxDir, ...CAL, '--out', path.join(tmp, 's.safetensors'), ...STREAM);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr.trim(), /^symprune: G needs the whole model's gradients, about [\d.]+ GiB, over --max-memory/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.ok(!fs.existsSync(path.join(tmp, 's.safetensors')));
+});

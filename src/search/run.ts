@@ -108,20 +108,22 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   if (full) checkSettings(full, names); // the whole configuration, before the database is created
   // One writer per database: the lock is held from before the run is looked up until the end.
-  const dbExisted = existsSync(o.db);
+  // Only the lock holder may remove a database it created (never another writer's).
   const madeDirs = makeDirs(dirname(resolve(o.db)));
   let lock: WriterLock;
-  let opened: OpenedRun;
   try {
     lock = acquireWriterLock(o.db);
-    try {
-      opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);
-    } catch (e) {
-      lock.release();
-      throw e;
-    }
+  } catch (e) {
+    removeNewDatabase(o.db, true, madeDirs);
+    throw e;
+  }
+  const dbExisted = existsSync(o.db);
+  let opened: OpenedRun;
+  try {
+    opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);
   } catch (e) {
     removeNewDatabase(o.db, dbExisted, madeDirs);
+    lock.release();
     throw e;
   }
   const { settings } = opened;
@@ -176,7 +178,6 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     if (store) store.setStatus(e instanceof InputError ? 'interrupted' : 'failed', (e as Error).message ?? String(e));
     else {
       opened.db.close();
-      lock.release();
       removeNewDatabase(o.db, dbExisted, madeDirs); // no run was created: leave nothing behind
     }
     throw e;
@@ -188,10 +189,12 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   }
 }
 
-/** Remove a database this call created (with its WAL files and the folders made for it) when no run went into it. */
+/**
+ * Remove a database this call created (with its WAL files) when no run went into it, and the
+ * folders made for it when they are empty. Called by the lock holder only, before it lets go.
+ */
 function removeNewDatabase(db: string, existed: boolean, madeDirs: string[]): void {
-  if (existed) return;
-  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${db}${suffix}`, { force: true });
+  if (!existed) for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${db}${suffix}`, { force: true });
   for (const d of [...madeDirs].reverse()) {
     try {
       rmdirSync(d);

@@ -77,6 +77,8 @@ function badValues(flag: string, k: FlagKind): string[][] {
       return [[''], ['   '], [], twice('x')];
     case 'choice':
       return [[''], ['bogus'], [k.choices[0]!.toUpperCase() + '!'], [], twice(k.choices[0]!)];
+    case 'input-dirs':
+      return [[''], ['missing-dir'], ['afile'], ['adir', 'afile'], []];
     case 'input-files':
       return [[''], ['missing.file'], ['adir'], ['afile', 'missing.file'], ['/dev/null'], []];
     case 'input-file':

@@ -233,6 +233,7 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   if (process.env.SYMPRUNE_DOCS_SCREENSHOTS) {
     await page.setViewportSize({ width: 1440, height: 1350 });
     await loaded(page, '#/run/3/1');
+    await page.waitForSelector('#correlations'); // the analysis thread's answer
     await page.waitForTimeout(300); // fonts
     await page.screenshot({ path: 'docs/dashboard.png' });
     const top = rows(REFERENCE, `SELECT id FROM individuals WHERE run = 1 AND fitness < 1e308 ORDER BY fitness, id LIMIT 1`)[0]!.id;

@@ -21,6 +21,8 @@ import { startDashboard } from '../src/dashboard/server.ts';
 import { readStatic, staticRoot } from '../src/dashboard/static-files.ts';
 import { openDatabase } from '../src/store/schema.ts';
 import { RunStore } from '../src/store/store.ts';
+import { buildReport } from '../src/store/report.ts';
+import { FEATURES, featureRows } from '../src/store/queries.ts';
 import { INDIVIDUALS, makeFixture, XSS_BASELINE, XSS_METRIC } from './dashboard-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-dash-'));
@@ -78,8 +80,18 @@ test('the runs overview reads every database', async () => {
   assert.equal(o[0].workers, null, 'no job queue table');
 });
 
+/** The run view once its correlation analysis (computed on a worker thread) is current. */
+async function runView(path: string): Promise<any> {
+  for (let i = 0; i < 600; i++) {
+    const r = await api(path);
+    if (r.analysis?.current) return r;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  throw new Error(`${path}: the analysis never arrived`);
+}
+
 test('the run view: leaderboard, baselines, Pareto front, correlations', async () => {
-  const r = await api('/api/run?db=0&run=1');
+  const r = await runView('/api/run?db=0&run=1');
   assert.deepEqual(r.leaderboard.map((b: any) => b.id), [7, 4, 2, 3, 1]);
   assert.deepEqual(r.leaderboard.map((b: any) => b.fullPpl), [138, 139, 140, null, 150]);
   assert.equal(r.leaderboard[1].equivalents, 1, 'individual 5 shares the masks of 4');
@@ -93,7 +105,13 @@ test('the run view: leaderboard, baselines, Pareto front, correlations', async (
   assert.deepEqual(r.pareto.front.map((p: any) => p.id), brute.map((p) => p.id));
   assert.deepEqual(r.pareto.front.map((p: any) => [p.size, p.fitness]), [[1, 150], [3, 146], [4, 140], [5, 138]]);
   assert.equal(r.fidelity.length, 4);
-  assert.ok(r.correlations.features.some((f: any) => f.feature === 'uses_G'));
+  // The analysis thread computes what `report` does.
+  const report = buildReport(openDatabase(fixture, { readonly: true }), fixture, { run: 1 });
+  assert.deepEqual(r.analysis.principles, report.principles);
+  assert.deepEqual(
+    r.analysis.correlations.features.map((f: any) => [f.feature, f.spearman.r, f.kendall.r]),
+    report.correlations.features.map((f) => [f.feature, Number.isFinite(f.spearman.r) ? f.spearman.r : null, Number.isFinite(f.kendall.r) ? f.kendall.r : null]),
+  );
   assert.deepEqual(r.failures.evaluations.map((e: any) => e.individual), [8]);
   assert.deepEqual(r.workerLoad.map((w: any) => w.worker), [0, 1]);
 });
@@ -120,6 +138,9 @@ test('scatter of a feature; bad parameters are 400, missing things 404', async (
   const s = await api('/api/scatter?db=0&run=1&feature=uses_G');
   assert.equal(s.points.length, 6, 'every individual with a short-budget perplexity (5 paid + 1 reused)');
   assert.deepEqual(s.points.find((p: any) => p.id === 3), { id: 3, x: 1, ppl: 145 });
+  // The same points as the rows the correlation analysis uses, for every feature.
+  const rows = featureRows(openDatabase(fixture, { readonly: true }), 1);
+  for (const f of FEATURES) assert.deepEqual((await api(`/api/scatter?db=0&run=1&feature=${f}`)).points, rows.map((r) => ({ id: r.id, x: r.features[f], ppl: r.ppl })), f);
   assert.equal((await raw('/api/scatter?db=0&run=1&feature=n_W);drop')).status, 400);
   assert.equal((await raw('/api/run?db=0&run=x')).status, 400);
   assert.equal((await raw('/api/run?db=5&run=1')).status, 404);

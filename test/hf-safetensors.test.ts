@@ -69,7 +69,7 @@ test('safetensors: headers pointing past the end of the file are InputErrors', a
   const big = Buffer.from(whole);
   big.writeBigUInt64LE(10n ** 6n, 0);
   fs.writeFileSync(file, big);
-  await assert.rejects(readSafetensorsHeader(file), (e: Error) => e instanceof InputError && /header length 1000000 points past the end/.test(e.message));
+  await assert.rejects(readSafetensorsHeader(file), (e: Error) => e instanceof InputError && /not a safetensors file \(header length 1000000 points past the end of the file/.test(e.message));
   // Offsets that disagree with dtype and shape.
   fs.writeFileSync(file, Buffer.concat([Buffer.from([14, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"w":{"dtype":'), Buffer.alloc(4)]));
   await assert.rejects(readSafetensorsHeader(file), InputError);
@@ -132,4 +132,14 @@ test('HF checkpoint: a failing source leaves the folder as it was (old config, n
   );
   assert.deepEqual(fs.readdirSync(dir), ['config.json']);
   assert.equal(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'), '{"old":true}', 'the old checkpoint is untouched');
+});
+
+test('safetensors: the header is padded to 8 bytes, not 8 characters (non-ASCII names)', async () => {
+  const file = path.join(tmp(), 'u.safetensors');
+  await writeSafetensors(file, [{ name: 'poids.é', shape: [1], dtype: 'F32' }], () => Float32Array.of(2.5));
+  const n = Number(fs.readFileSync(file).readBigUInt64LE(0));
+  assert.equal(n % 8, 0);
+  const r = await SafetensorsReader.open(file);
+  assert.deepEqual(await r.readFloat32('poids.é'), Float32Array.of(2.5));
+  await r.close();
 });

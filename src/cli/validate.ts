@@ -21,6 +21,7 @@ export type FlagKind =
   | { kind: 'choice'; choices: readonly string[] }
   | { kind: 'input-file' }
   | { kind: 'input-files'; keyword?: string }
+  | { kind: 'input-dirs' }
   | { kind: 'output-file'; ext?: RegExp }
   | { kind: 'output-dir' }
   | { kind: 'model' }
@@ -121,6 +122,21 @@ export function inputFilesFlag(flag: string, o: Common & { keyword?: string }): 
     return list;
   };
   return tag({ type: 'string', array: true, requiresArg: true, describe: o.describe, demandOption: o.demandOption, coerce }, { kind: 'input-files', keyword: o.keyword });
+}
+
+/** Existing folders, the flag repeatable. */
+export function inputDirsFlag(flag: string, o: Common): TaggedOption {
+  const coerce = (v: unknown): string[] => {
+    const list = (Array.isArray(v) ? v : [v]).map(String);
+    for (const p of list) {
+      if (p.trim() === '') throw new InputError(`--${flag}: empty value`);
+      const st = statOrNull(p);
+      if (!st) throw new InputError(`--${flag} ${p}: folder not found`);
+      if (!st.isDirectory()) throw new InputError(`--${flag} ${p}: not a folder`);
+    }
+    return list;
+  };
+  return tag({ type: 'string', array: true, requiresArg: true, describe: o.describe, demandOption: o.demandOption, coerce }, { kind: 'input-dirs' });
 }
 
 /** A file to write: it may exist (as a regular file) and its folder must exist or be creatable. */

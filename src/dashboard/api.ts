@@ -1,13 +1,13 @@
 /**
  * The dashboard's JSON API. Each answer is read inside one read transaction, so it is a
- * consistent snapshot while a search commits; answers about one database are cached until
- * that database changes (the correlation analysis is quadratic in the individuals).
+ * consistent snapshot while a search commits; the scatter is cached until its database
+ * changes, and the correlation analysis comes from a worker thread (analysis.ts).
  */
 import type { DB } from '../store/schema.ts';
-import { baselines, curve, FEATURES, featureRows, fidelityPairs, leaderboard } from '../store/queries.ts';
-import { buildReport, type Report } from '../store/report.ts';
-import { candidate, failures, latexOf, paretoPlot, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
+import { baselines, curve, FEATURES, fidelityPairs, leaderboard } from '../store/queries.ts';
+import { candidate, failures, featurePoints, latexOf, paretoPlot, queueWorkers, recentIndividuals, runSummaries, runSummaryById, workerLoad } from './queries.ts';
 import type { Source } from './sources.ts';
+import type { Analyses } from './analysis.ts';
 
 export class HttpError extends Error {
   constructor(
@@ -24,20 +24,20 @@ const RECENT = 15;
 type Params = URLSearchParams;
 
 /** The answer to GET /api/<name>?<params>. */
-export function apiAnswer(sources: readonly Source[], name: string, params: Params, cache: AnswerCache): unknown {
+export function apiAnswer(sources: readonly Source[], name: string, params: Params, cache: AnswerCache, analyses: Analyses): unknown {
   switch (name) {
     case 'overview':
       return sources.map((s) => ({ db: s.key, label: s.label, path: s.path, version: s.version, ...snapshot(s.db, () => ({ runs: runSummaries(s.db), workers: queueWorkers(s.db) })) }));
     case 'run': {
       const [s, run] = sourceRun(sources, params);
-      return runAnswer(s, run, cache);
+      return runAnswer(s, run, analyses);
     }
     case 'scatter': {
       const [s, run] = sourceRun(sources, params);
       const feature = params.get('feature') ?? '';
       if (!(FEATURES as readonly string[]).includes(feature)) throw new HttpError(400, `feature must be one of ${FEATURES.join(', ')}`);
       return cache.get(s, `scatter ${run} ${feature}`, () =>
-        snapshot(s.db, () => ({ feature, points: featureRows(s.db, run).map((r) => ({ id: r.id, x: r.features[feature]!, ppl: r.ppl })) })),
+        snapshot(s.db, () => ({ feature, points: featurePoints(s.db, run, feature) })),
       );
     }
     case 'candidate': {
@@ -54,19 +54,17 @@ export function apiAnswer(sources: readonly Source[], name: string, params: Para
   }
 }
 
-function runAnswer(s: Source, run: number, cache: AnswerCache): unknown {
-  // The correlation analysis grows with the square of the individuals: while a search writes,
-  // it is recomputed at most every 20 times its own cost; everything else is read fresh.
-  const analysis = cache.get(s, `analysis ${run}`, () => snapshot(s.db, () => buildReport(s.db, s.path, { run, top: 1 })), { throttle: 20 }) as Report;
+function runAnswer(s: Source, run: number, analyses: Analyses): unknown {
+  const { analysis, error } = analyses.latest(s, run);
   return snapshot(s.db, () => ({
     db: s.key,
     label: s.label,
+    analysis: analysis && { correlations: analysis.correlations, principles: analysis.principles, current: analysis.version === s.version, ms: analysis.ms },
+    analysisError: error,
     summary: runSummaryById(s.db, run),
     leaderboard: leaderboard(s.db, run, LEADERBOARD).map((b) => ({ ...b, latex: latexOf(b.infix) })),
     baselines: baselines(s.db, run),
     curve: curve(s.db, run),
-    correlations: analysis.correlations,
-    principles: analysis.principles,
     features: FEATURES,
     pareto: paretoPlot(s.db, run),
     fidelity: fidelityPairs(s.db, run),
@@ -108,24 +106,18 @@ function snapshot<T>(db: DB, fn: () => T): T {
   return db.transaction(fn)();
 }
 
-/**
- * Answers per database, dropped when its version moves (a commit by the search). With
- * `throttle: k` an answer that took t ms to compute is kept for k * t ms even if the
- * database moved on, so an expensive analysis cannot keep the server busy during a live run.
- */
+/** Answers per database, dropped when its version moves (a commit by the search). */
 export class AnswerCache {
-  private entries = new Map<string, { version: number; value: unknown; at: number; ms: number }>();
+  private entries = new Map<string, { version: number; value: unknown }>();
   constructor(private readonly limit = 64) {}
 
-  get(s: Source, key: string, compute: () => unknown, opts: { throttle?: number } = {}): unknown {
+  get(s: Source, key: string, compute: () => unknown): unknown {
     const k = `${s.key} ${key}`;
     const hit = this.entries.get(k);
-    const now = performance.now();
-    if (hit && (hit.version === s.version || (opts.throttle && now - hit.at < opts.throttle * hit.ms))) return hit.value;
+    if (hit && hit.version === s.version) return hit.value;
     const value = compute();
-    const ms = performance.now() - now;
     this.entries.delete(k);
-    this.entries.set(k, { version: s.version, value, at: performance.now(), ms });
+    this.entries.set(k, { version: s.version, value });
     if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value!);
     return value;
   }

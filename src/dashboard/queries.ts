@@ -5,7 +5,7 @@
  * workers when the database has them. Every function only reads.
  */
 import type { DB } from '../store/schema.ts';
-import { baselines, evaluationCounts, leaderboard, type EvaluationCounts } from '../store/queries.ts';
+import { baselines, evaluationCounts, FEATURES, leaderboard, type EvaluationCounts } from '../store/queries.ts';
 import { getRun, listRuns, type RunRow } from '../store/store.ts';
 import { paretoFront, type ParetoPoint } from '../store/pareto.ts';
 import { parseMetric } from '../search-space/parse.ts';
@@ -109,6 +109,8 @@ function recentRate(db: DB, run: number): number | null {
   return ms > 0 ? ((t.length - 1) / ms) * 60000 : null;
 }
 
+const PER_SIZE = 100;
+
 export interface SizePoint {
   id: number;
   size: number;
@@ -116,12 +118,37 @@ export interface SizePoint {
   infix: string;
 }
 
-/** Every individual with a finite fitness as (tree size, fitness), and the Pareto front over them (store/pareto.ts). */
+/**
+ * Individuals with a finite fitness as (tree size, fitness), the best PER_SIZE of each size
+ * (a long run has thousands; the plot needs the region above the front, not every point),
+ * and the Pareto front over all of them (store/pareto.ts).
+ */
 export function paretoPlot(db: DB, run: number): { points: SizePoint[]; front: ParetoPoint[] } {
   const points = db
-    .prepare(`SELECT id, size, fitness, infix FROM individuals WHERE run = ? AND fitness IS NOT NULL AND fitness < 1e308 ORDER BY size, fitness, id`)
-    .all(run) as SizePoint[];
+    .prepare(
+      `SELECT id, size, fitness, infix FROM (
+         SELECT id, size, fitness, infix, ROW_NUMBER() OVER (PARTITION BY size ORDER BY fitness, id) AS nth
+         FROM individuals WHERE run = ? AND fitness IS NOT NULL AND fitness < 1e308)
+       WHERE nth <= ? ORDER BY size, fitness, id`,
+    )
+    .all(run, PER_SIZE) as SizePoint[];
   return { points, front: paretoFront(db, run) };
+}
+
+/**
+ * One tree feature (a name of FEATURES) against short-budget perplexity, for the scatter:
+ * the rows of featureRows (store/queries.ts) with only the column the plot needs.
+ */
+export function featurePoints(db: DB, run: number, feature: string): { id: number; x: number; ppl: number }[] {
+  if (!(FEATURES as readonly string[]).includes(feature)) throw new Error(`unknown feature ${feature}`);
+  const col = feature.startsWith('uses_') ? `(i.n_${feature.slice(5)} > 0)` : `i.${feature}`;
+  const rows = db
+    .prepare(
+      `SELECT i.id, ${col} AS x, e.ppl FROM individuals i JOIN evaluations e ON e.run = i.run AND e.individual = i.id AND e.fidelity = 'short'
+       WHERE i.run = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') ORDER BY i.id`,
+    )
+    .all(run) as { id: number; x: number; ppl: number }[];
+  return rows.filter((r) => Number.isFinite(r.ppl));
 }
 
 /** The newest individuals, newest first: what the search is doing now. */

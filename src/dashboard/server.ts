@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../errors.ts';
 import { AnswerCache, apiAnswer, HttpError } from './api.ts';
+import { Analyses } from './analysis.ts';
 import { pollChanges, type Source } from './sources.ts';
 import { dashboardRoots, readStatic, type StaticRoot } from './static-files.ts';
 
@@ -47,6 +48,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       for (const r of streams) r.write(msg);
     }
   };
+  // A finished analysis is news for the pages showing that database, as a commit is.
+  const analyses = new Analyses((s) => broadcast([s]));
 
   const server = createServer((req, res) => {
     try {
@@ -74,7 +77,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (path === '/api/events') return openStream(req, res);
     if (path.startsWith('/api/')) {
       broadcast(pollChanges(o.sources)); // answer from what is committed now, not at the last tick
-      const answer = apiAnswer(o.sources, path.slice('/api/'.length), url.searchParams, cache);
+      const answer = apiAnswer(o.sources, path.slice('/api/'.length), url.searchParams, cache, analyses);
       return send(res, 200, 'application/json; charset=utf-8', toJson(answer), { 'Cache-Control': 'no-store' });
     }
     throw new HttpError(404, 'not found');
@@ -112,7 +115,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         for (const r of streams) r.end();
         server.close(() => ok());
         server.closeAllConnections();
-      }),
+      }).then(() => analyses.close()),
   };
 }
 

@@ -42,19 +42,27 @@ function isShape(v: unknown): v is number[] {
   return Array.isArray(v) && v.every((d) => Number.isSafeInteger(d) && d >= 0);
 }
 
-/** Parse and validate the header of an open safetensors file of `size` bytes. */
-async function readHeaderFrom(fh: fsp.FileHandle, file: string, size: number): Promise<SafetensorsHeader> {
-  if (size < 8) throw new InputError(`${file}: not a safetensors file (${size} bytes)`);
-  const lenBytes = await readAt(fh, 0, 8);
-  const headerLen = Number(new DataView(lenBytes.buffer).getBigUint64(0, true));
-  if (headerLen > MAX_HEADER || 8 + headerLen > size) {
-    throw new InputError(`${file}: safetensors header length ${headerLen} points past the end of the file (${size} bytes)`);
+/**
+ * The header's byte length from a file's first 8 bytes, checked against the file's size
+ * (sync and async readers share it; both then call parseSafetensorsHeader).
+ */
+export function safetensorsHeaderLength(first8: Uint8Array, file: string, size: number): number {
+  if (size < 8 || first8.length < 8) throw new InputError(`${file}: not a safetensors file (${size} bytes)`);
+  const headerLen = Number(new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true));
+  if (headerLen < 2 || headerLen > MAX_HEADER || 8 + headerLen > size) {
+    throw new InputError(`${file}: not a safetensors file (header length ${headerLen} points past the end of the file, ${size} bytes)`);
   }
+  return headerLen;
+}
+
+/** Parse and validate a header (the bytes after the length) of a file of `size` bytes. */
+export function parseSafetensorsHeader(headerBytes: Uint8Array, file: string, size: number): SafetensorsHeader {
+  const headerLen = headerBytes.length;
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder().decode(await readAt(fh, 8, headerLen)));
+    json = JSON.parse(new TextDecoder().decode(headerBytes));
   } catch (e) {
-    throw new InputError(`${file}: safetensors header is not JSON (${(e as Error).message})`);
+    throw new InputError(`${file}: not a safetensors file (header is not JSON: ${(e as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new InputError(`${file}: safetensors header is not a JSON object`);
   const dataStart = 8 + headerLen;
@@ -81,6 +89,11 @@ async function readHeaderFrom(fh: fsp.FileHandle, file: string, size: number): P
     tensors.set(name, { dtype: e.dtype as string, shape: e.shape, begin, end });
   }
   return { file, tensors, metadata };
+}
+
+async function readHeaderFrom(fh: fsp.FileHandle, file: string, size: number): Promise<SafetensorsHeader> {
+  const headerLen = safetensorsHeaderLength(size >= 8 ? await readAt(fh, 0, 8) : new Uint8Array(0), file, size);
+  return parseSafetensorsHeader(await readAt(fh, 8, headerLen), file, size);
 }
 
 /** Read only the header of a safetensors file (no tensor data). */
@@ -201,10 +214,10 @@ export function encodeHeader(specs: readonly TensorSpec[], metadata: Record<stri
     obj[s.name] = { dtype: s.dtype, shape: s.shape, data_offsets: [off, off + n] };
     off += n;
   }
-  let json = JSON.stringify(obj);
-  // The reference writer pads the header with spaces to a multiple of 8 so data is aligned.
-  json += ' '.repeat((8 - (json.length % 8)) % 8);
-  const body = new TextEncoder().encode(json);
+  const raw = new TextEncoder().encode(JSON.stringify(obj));
+  // The reference writer pads the header with spaces to a multiple of 8 (bytes) so data is aligned.
+  const body = new Uint8Array(raw.length + ((8 - (raw.length % 8)) % 8)).fill(0x20);
+  body.set(raw);
   const out = new Uint8Array(8 + body.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(body.length), true);
   out.set(body, 8);

@@ -8,24 +8,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { InputError, check } from '../errors.ts';
-import { halfToFloat } from '../onnx/tensor.ts';
+import { decodeFloats, encodeHeader, parseSafetensorsHeader, safetensorsHeaderLength, type TensorEntry } from '../model/safetensors.ts';
 import { removeStaleTemps, tempPath } from '../files.ts';
 import { statName, type LayerShape, type LayerStats, type StatsNeed } from './layer-stats.ts';
 
-export interface SafetensorInfo {
-  dtype: string;
-  shape: number[];
-  /** Absolute byte range in the file. */
-  begin: number;
-  end: number;
-}
+/** A tensor's dtype, shape and absolute byte range in its file. */
+export type SafetensorInfo = TensorEntry;
 
 // F32 data is copied as bytes, which is only right on little-endian hosts (x86, arm).
 if (os.endianness() !== 'LE') throw new Error('stats-file: big-endian hosts are not supported');
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2 };
-
-/** An open safetensors file: the parsed header, tensors read on demand. */
+/** An open safetensors file read synchronously (the search's setup reads statistics in sync code): the header, tensors on demand. */
 export class SafetensorsFile {
   private constructor(
     readonly file: string,
@@ -43,37 +36,13 @@ export class SafetensorsFile {
     }
     try {
       const size = fs.fstatSync(fd).size;
-      check(size >= 8, `stats file ${file}: not a safetensors file (${size} bytes)`);
-      const lenBuf = Buffer.alloc(8);
-      fs.readSync(fd, lenBuf, 0, 8, 0);
-      const headerLen = Number(lenBuf.readBigUInt64LE(0));
-      check(headerLen > 1 && 8 + headerLen <= size && headerLen < 100_000_000, `stats file ${file}: not a safetensors file (bad header length)`);
-      const hb = Buffer.alloc(headerLen);
-      fs.readSync(fd, hb, 0, headerLen, 8);
-      let header: Record<string, unknown>;
-      try {
-        header = JSON.parse(hb.toString('utf8')) as Record<string, unknown>;
-      } catch {
-        throw new InputError(`stats file ${file}: not a safetensors file (header is not JSON)`);
-      }
-      const dataStart = 8 + headerLen;
-      const tensors = new Map<string, SafetensorInfo>();
-      let metadata: Record<string, string> = {};
-      for (const [name, v] of Object.entries(header)) {
-        if (name === '__metadata__') {
-          metadata = (v ?? {}) as Record<string, string>;
-          continue;
-        }
-        const t = v as { dtype?: string; shape?: number[]; data_offsets?: number[] };
-        check(t && typeof t.dtype === 'string' && Array.isArray(t.shape) && Array.isArray(t.data_offsets), `stats file ${file}: tensor ${name} has a malformed header entry`);
-        const bytes = DTYPE_BYTES[t.dtype];
-        check(bytes !== undefined, `stats file ${file}: tensor ${name} has dtype ${t.dtype}; expected F32, F16, BF16 or F64`);
-        const [b, e] = t.data_offsets as [number, number];
-        const count = t.shape.reduce((a, d) => a * d, 1);
-        check(e - b === count * bytes && dataStart + e <= size && b >= 0, `stats file ${file}: tensor ${name} data range does not match its shape [${t.shape}]`);
-        tensors.set(name, { dtype: t.dtype, shape: t.shape.map(Number), begin: dataStart + b, end: dataStart + e });
-      }
-      return new SafetensorsFile(file, fd, tensors, metadata);
+      const first8 = Buffer.alloc(8);
+      if (size >= 8) fs.readSync(fd, first8, 0, 8, 0);
+      const name = `stats file ${file}`;
+      const hb = Buffer.alloc(safetensorsHeaderLength(first8, name, size));
+      fs.readSync(fd, hb, 0, hb.length, 8);
+      const h = parseSafetensorsHeader(hb, name, size);
+      return new SafetensorsFile(file, fd, h.tensors, h.metadata);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -92,29 +61,7 @@ export class SafetensorsFile {
       if (got <= 0) throw new InputError(`stats file ${this.file}: truncated tensor ${name}`);
       off += got;
     }
-    const n = nbytes / DTYPE_BYTES[info.dtype]!;
-    const out = new Float32Array(n);
-    switch (info.dtype) {
-      case 'F32':
-        new Uint8Array(out.buffer).set(buf);
-        break;
-      case 'F64':
-        for (let i = 0; i < n; i++) out[i] = buf.readDoubleLE(8 * i);
-        break;
-      case 'F16':
-        for (let i = 0; i < n; i++) out[i] = halfToFloat(buf.readUInt16LE(2 * i));
-        break;
-      case 'BF16': {
-        const u = new Uint32Array(1);
-        const f = new Float32Array(u.buffer);
-        for (let i = 0; i < n; i++) {
-          u[0] = buf.readUInt16LE(2 * i) << 16;
-          out[i] = f[0]!;
-        }
-        break;
-      }
-    }
-    return out;
+    return decodeFloats(buf, info.dtype, info.shape.reduce((p, d) => p * d, 1));
   }
 
   close(): void {
@@ -135,24 +82,11 @@ export interface NamedTensor {
  * `tensors` may be a generator, so only one tensor needs to exist at a time.
  */
 export function writeSafetensors(file: string, shapes: Array<{ name: string; shape: number[] }>, tensors: Iterable<NamedTensor>, metadata: Record<string, string> = {}): void {
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const s of shapes) {
-    const bytes = s.shape.reduce((a, d) => a * d, 1) * 4;
-    header[s.name] = { dtype: 'F32', shape: s.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const hb = Buffer.from(json, 'utf8');
+  const hb = encodeHeader(shapes.map((t) => ({ ...t, dtype: 'F32' as const })), metadata);
   removeStaleTemps(file);
   const tmp = tempPath(file);
   const fd = fs.openSync(tmp, 'w');
   try {
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(hb.length));
-    fs.writeSync(fd, len);
     fs.writeSync(fd, hb);
     let i = 0;
     for (const t of tensors) {

@@ -5,12 +5,14 @@ import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
-import type { Fault } from '../../search/runners.ts';
+import { queueRunner, type Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
+import { allocationFlags } from './prune.ts';
+import { parseAllocation } from '../../prune/allocation.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
@@ -36,7 +38,11 @@ interface Args extends DeviceArgs {
   'seed-known'?: boolean;
   baselines?: string;
   'task-timeout'?: number;
+  queue?: string;
   json?: boolean;
+  allocation?: string;
+  'owl-m': number;
+  'owl-lambda': number;
 }
 
 const d = SEARCH_DEFAULTS;
@@ -63,17 +69,18 @@ const FLAGS: SettingNames = {
   seedKnown: '--seed-known',
   baselines: '--baselines',
   gp: 'the GP options',
+  allocation: '--allocation',
   resume: '--resume',
   db: '--db',
   workers: '--workers',
   taskTimeout: '--task-timeout',
 };
 
-/** SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `slow@N`, N = the N-th perplexity task. */
-function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): Fault | null {
+/** SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `overtime@N`, N = the N-th perplexity task. */
+export function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): Fault | null {
   if (!v) return null;
-  const m = /^(crash|hang|slow)@(\d+)$/.exec(v);
-  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or slow@N`);
+  const m = /^(crash|hang|overtime)@(\d+)$/.exec(v);
+  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or overtime@N`);
   return { kind: m[1] as Fault['kind'], at: Number(m[2]) };
 }
 
@@ -123,7 +130,7 @@ export const searchCommand: CommandModule<object, Args> = {
   command: 'search',
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
-    deviceFlags(y, true)
+    allocationFlags(deviceFlags(y, true))
       .option('model', modelFlag())
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
@@ -132,7 +139,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('iterations', intFlag('iterations', { min: 0, describe: `steady-state iterations, one child each (default ${d.iterations})` }))
       .option('generations', intFlag('generations', { min: 0, describe: 'generational mode: number of generations (instead of --iterations)' }))
       .option('batch', intFlag('batch', { min: 1, describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' }))
-      .option('workers', intFlag('workers', { min: 1, describe: 'evaluation worker threads, at most one per core (default: one per core)' }))
+      .option('workers', intFlag('workers', { min: 1, describe: 'evaluation worker threads, at most one per core (default: one per core; none with --queue)' }))
       .option('seed', intFlag('seed', { min: 0, describe: `random seed (default ${d.seed})` }))
       .option('db', outputFileFlag('db', { describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' }))
       .option('resume', booleanFlag('continue the run in --db where it stopped'))
@@ -147,6 +154,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('seed-known', booleanFlag('start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics'))
       .option('baselines', stringFlag('baselines', { describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` }))
       .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
+      .option('queue', stringFlag('queue', { describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' }))
       .option('json', booleanFlag('print one JSON line at the end')) as never,
   handler: async (a) => {
     applyDeviceFlags(a);
@@ -173,6 +181,7 @@ export const searchCommand: CommandModule<object, Args> = {
       stats: a.stats === undefined ? undefined : resolve(a.stats),
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
+      allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']),
       baselines: a.baselines === undefined ? undefined : a.baselines === 'none' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];
@@ -194,6 +203,7 @@ export const searchCommand: CommandModule<object, Args> = {
         model,
         settings: requested,
         workers: a.workers,
+        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers }) : undefined,
         taskTimeout: a['task-timeout'],
         signal: signals.signal,
         stopNow: signals.stopNow,

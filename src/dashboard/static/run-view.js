@@ -89,7 +89,7 @@ export function runView(db, run) {
     features = r.features;
     if (pick.options.length !== features.length) pick.replaceChildren(...features.map((f) => h('option', { value: f, selected: f === feature ? '' : null }, f)));
     await drawFeature();
-    const fid = r.correlations.fidelity;
+    const fid = r.analysis?.correlations.fidelity;
     fidelityNote.textContent = fid ? `Spearman ρ ${fmt.r(fid.spearman.r)}, Kendall τ ${fmt.r(fid.kendall.r)}, n = ${fid.spearman.n}` : `${r.fidelity.length} candidates run at both budgets`;
     charts.fidelity.update(r.fidelity);
     recent.replaceChildren(
@@ -180,7 +180,12 @@ export function runView(db, run) {
   }
 
   function drawCorrelations(r) {
-    const rows = r.correlations.features.map((f) => ({ feature: f.feature, rho: f.spearman.r, rp: f.spearman.p, tau: f.kendall.r, tp: f.kendall.p, n: f.spearman.n }));
+    if (!r.analysis) {
+      corr.replaceChildren(h('div', { class: r.analysisError ? 'error-box' : 'empty' }, r.analysisError ? `The analysis failed: ${r.analysisError}` : 'Computing the correlation analysis…'));
+      principles.replaceChildren();
+      return;
+    }
+    const rows = r.analysis.correlations.features.map((f) => ({ feature: f.feature, rho: f.spearman.r, rp: f.spearman.p, tau: f.kendall.r, tp: f.kendall.p, n: f.spearman.n }));
     corr.replaceChildren(
       table(
         [
@@ -195,7 +200,7 @@ export function runView(db, run) {
         { id: 'correlations', short: true, initial: { key: 'rp', dir: 1 }, onRow: (x) => { feature = x.feature; pick.value = feature; drawFeature(); } },
       ),
     );
-    principles.replaceChildren(...r.principles.map((p) => h('li', null, p)));
+    principles.replaceChildren(...r.analysis.principles.map((p) => h('li', null, p)));
   }
 
   return { el, dbs: new Set([db]), crumbs: [[`run ${run}`, route(['run', db, run])]], refresh };

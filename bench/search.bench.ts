@@ -94,7 +94,7 @@ export async function run(): Promise<void> {
       const t0 = performance.now();
       const mk = await pool.run<MaskReply>({ kind: 'mask', tree: parseMetric(m) });
       if (mk.status !== 'ok') throw new Error(mk.status === 'error' ? mk.error : mk.status);
-      const p = await pool.run<PplReply>({ kind: 'ppl', mask: mk.value.mask, maxTokens: settings.evalTokens });
+      const p = await pool.run<PplReply>({ kind: 'ppl', tree: parseMetric(m), fingerprint: mk.value.fingerprint, maxTokens: settings.evalTokens });
       if (p.status !== 'ok') throw new Error(p.error);
       candS.push((performance.now() - t0) / 1000);
       maskS.push(mk.seconds);

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
-// Registers the TypeScript loader, then hands over to the CLI: the package runs from source.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli/main.ts');
+// The `symprune` command. An installed package runs its compiled JavaScript (dist/); a
+// checkout of the repository runs its TypeScript source through tsx (a dev dependency), so
+// what runs is always what was just edited.
+import { existsSync } from 'node:fs';
+
+const source = new URL('../src/cli/main.ts', import.meta.url);
+if (existsSync(source) && (await import('tsx/esm/api').then((m) => (m.register(), true)).catch(() => false))) {
+  await import(source.href);
+} else {
+  await import('../dist/cli/main.js');
+}

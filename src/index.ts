@@ -39,7 +39,7 @@ export type { TaskRunner, TaskOutcome } from './eval/task-runner.ts';
 // Search.
 export { runSearch, storedModel } from './search/run.ts';
 export type { SearchOptions, SearchSummary, SearchProgress, ModelFiles } from './search/run.ts';
-export { localRunner } from './search/runners.ts';
+export { localRunner, queueRunner } from './search/runners.ts';
 export type { RunnerFactory, RunnerJob } from './search/runners.ts';
 export { SEARCH_DEFAULTS, checkSettings, shortTokens } from './search/settings.ts';
 export type { SearchSettings, GpOptions, SettingNames } from './search/settings.ts';

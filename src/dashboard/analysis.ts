@@ -68,7 +68,9 @@ export class Analyses {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(new URL('./analysis-entry.mjs', import.meta.url));
+    // From source the thread needs tsx registered (analysis-entry.mjs); compiled, it runs the job as is.
+    const compiled = import.meta.url.endsWith('.js');
+    const w = new Worker(new URL(compiled ? './analysis-job.js' : './analysis-entry.mjs', import.meta.url));
     w.unref(); // an idle analysis thread does not keep the process alive
     w.on('message', (r: Reply) => {
       const done = this.waiting.get(r.id);

@@ -7,8 +7,9 @@
  * in the database instead of paying for them again.
  *
  * For each candidate:
- *  1. `fingerprint`: its masks over all layers (a worker task) and their hash. The masks
- *     are kept until the candidate is evaluated, so they are computed once. A candidate
+ *  1. `fingerprint`: its masks over all layers (a worker task) and their hash. The worker
+ *     keeps the masks under that hash, so the perplexity tasks that follow (which carry the
+ *     tree and the fingerprint, nothing else) usually find them computed. A candidate
  *     whose fingerprint equals an evaluated individual's is logged in `mask_duplicates`
  *     (the GP engine then regenerates it, or shares that individual's fitness).
  *  2. short budget: perplexity on the first `shortTokens` fitness tokens;
@@ -82,19 +83,19 @@ type MaskFailure = Exclude<TaskOutcome<MaskReply>, { status: 'ok' }>;
 
 export class CandidateEvaluator {
   readonly counters: FitnessCounters = { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0 };
-  /** Masks of candidates fingerprinted in the current step, by canonical hash. */
+  /** Mask fingerprints of candidates fingerprinted in the current step, by canonical hash. */
   private readonly masks = new Map<string, MaskReply>();
   private readonly maskFailures = new Map<string, MaskFailure>();
 
   constructor(
-    private readonly pool: TaskRunner,
+    private readonly runner: TaskRunner,
     private readonly store: RunStore,
     readonly opts: FitnessOptions,
   ) {}
 
   /** The GP engine's fingerprint hook: the hash of the candidate's masks over all layers. */
   async fingerprint(tree: Tree, meta: { infix: string; hash: string }, step: number): Promise<string | { invalid: string }> {
-    const out = await this.pool.run<MaskReply>({ kind: 'mask', tree } satisfies WorkerTask);
+    const out = await this.runner.run<MaskReply>({ kind: 'mask', tree, key: `mask/${meta.hash}` } satisfies WorkerTask);
     this.counters.masks++;
     if (out.status === 'error') return { invalid: out.error }; // the tree cannot be scored
     if (out.status !== 'ok') {
@@ -154,7 +155,7 @@ export class CandidateEvaluator {
     await Promise.all(
       paying.map(async (c) => {
         if (this.masks.has(c.hash) || (this.store.evaluation(c.id, 'short') && !this.needsFull(c.id, bestBefore))) return;
-        const out = await this.pool.run<MaskReply>({ kind: 'mask', tree: c.tree } satisfies WorkerTask);
+        const out = await this.runner.run<MaskReply>({ kind: 'mask', tree: c.tree, key: `mask/${c.hash}` } satisfies WorkerTask);
         this.counters.masks++;
         if (out.status === 'ok') this.masks.set(c.hash, out.value);
         else this.maskFailures.set(c.hash, out);
@@ -247,8 +248,8 @@ export class CandidateEvaluator {
       this.counters.replayed++;
       return;
     }
-    const m = this.masks.get(c.hash)!;
-    const out = await this.pool.run<PplReply>({ kind: 'ppl', mask: m.mask, maxTokens } satisfies WorkerTask);
+    const { fingerprint } = this.masks.get(c.hash)!;
+    const out = await this.runner.run<PplReply>({ kind: 'ppl', tree: c.tree, fingerprint, maxTokens, key: `${c.id}/${fidelity}/${fingerprint}` } satisfies WorkerTask);
     if (out.status === 'ok') {
       this.counters[fidelity]++;
       this.store.addEvaluation({ individual: c.id, fidelity, tokens: out.value.tokens, ppl: out.value.ppl, seconds: out.seconds, worker: out.value.worker, status: 'ok' });

@@ -16,14 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TransferListItem } from 'node:worker_threads';
 import type { TaskOutcome, TaskRunner } from './task-runner.ts';
+import type { WorkerReply } from './candidate-worker.ts';
 
 export type { TaskOutcome };
 
-/**
- * What the worker handler returns: it never throws, so a rejection always means the worker
- * died. `timeout` marks a task the worker itself stopped at its deadline.
- */
-export type WorkerReply<T> = { ok: true; value: T } | { ok: false; error: string; timeout?: boolean };
 
 export interface PoolOptions {
   /** Worker module (an .mjs file that registers tsx, then loads the TypeScript handler). */
@@ -45,6 +41,11 @@ export class EvalPool implements TaskRunner {
   readonly threads: number;
   get parallelism(): number {
     return this.threads;
+  }
+  readonly local = true;
+  /** A thread is free for a task now. */
+  get idle(): boolean {
+    return this.running < this.threads;
   }
   /** Workers lost to crashes and timeouts so far (each was replaced). */
   replaced = 0;
@@ -118,6 +119,12 @@ export class EvalPool implements TaskRunner {
 function oneLine(s: string): string {
   return s.split('\n')[0]!.slice(0, 500);
 }
+
+/**
+ * The worker module: from source, an entry that registers tsx and loads worker.ts; compiled
+ * (dist/), worker.js itself.
+ */
+export const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './worker-entry.mjs' : './worker.js', import.meta.url);
 
 /** Default worker count: one per core (the main thread mostly waits on them). */
 export function defaultWorkers(): number {

@@ -16,7 +16,7 @@ import { InputError } from '../errors.ts';
 import type { ModelProto, TensorProto } from '../onnx/proto.ts';
 import { memorySource, modelWeightBytes, type WeightSource } from '../onnx/weight-source.ts';
 import type { Device } from '../onnx/session.ts';
-import { discoverLayers, type PrunableLayer } from './discover.ts';
+import { discoverLayers, readLayerWeight, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
 import { streamedStatistics } from './stream-stats.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
@@ -25,7 +25,6 @@ import { pruneBlocks, type CalibrationMode } from './block-prune.ts';
 import type { LayerReport } from './prune-layer.ts';
 import { patternName, type MaskSpec, type Pattern } from './score.ts';
 import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
-import { readLayerWeight } from './discover.ts';
 
 export type { CalibrationMode } from './block-prune.ts';
 export type { LayerReport } from './prune-layer.ts';

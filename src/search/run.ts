@@ -9,6 +9,7 @@
  * No process handling here: the caller passes an AbortSignal (stop after the current step)
  * and draws progress from the callback.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InputError } from '../errors.ts';
@@ -126,7 +127,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     log(`${data.layers.length} prunable layers; statistics ${data.statsCached ? 'read from' : 'written to'} ${data.statsFile} (${data.statsSeconds.toFixed(1)} s)`);
 
     // A first dense evaluation per runner slot warms the workers up and sets the default time limit.
-    runner = await factory.start({ data, settings, modelSha256: settings.modelSha256, tokensSha256: tokHash });
+    const r = store.run;
+    const runKey = createHash('sha256').update(`${r.created}/${r.id}/${r.configHash}/${r.modelSha256}`).digest('hex').slice(0, 16);
+    runner = await factory.start({ data, settings, modelSha256: settings.modelSha256, tokensSha256: tokHash, modelPath: model.modelPath, runKey });
     const fullTokens = settings.evalTokens;
     const dense = await Promise.all(Array.from({ length: runner.parallelism }, () => runner!.run<PplReply>({ kind: 'dense', maxTokens: fullTokens } satisfies WorkerTask)));
     const d0 = dense[0]!;

@@ -1,7 +1,9 @@
 /** How a search gets a task runner once its data is ready: the local thread pool by default. */
-import { EvalPool, defaultWorkers } from '../eval/pool.ts';
-import type { TaskRunner } from '../eval/task-runner.ts';
-import type { WorkerInit } from '../eval/worker.ts';
+import { EvalPool, WORKER_FILE, defaultWorkers } from '../eval/pool.ts';
+import { fileSha256, type JobSpec } from '../eval/job.ts';
+import { QueueRunner, redisConnection } from '../eval/queue.ts';
+import type { TaskOutcome, TaskRunner } from '../eval/task-runner.ts';
+import type { WorkerInit, WorkerTask } from '../eval/worker.ts';
 import type { PreparedData } from './setup.ts';
 import type { SearchSettings } from './settings.ts';
 
@@ -12,6 +14,10 @@ export interface RunnerJob {
   /** sha256 of the model file and of the fitness tokens. */
   modelSha256: string;
   tokensSha256: string;
+  /** The model file and the statistics file the workers read. */
+  modelPath: string;
+  /** Identifies the run (stable across resumes): task keys are unique within it. */
+  runKey: string;
 }
 
 export interface RunnerFactory {
@@ -21,7 +27,7 @@ export interface RunnerFactory {
 }
 
 /** Fault injection for tests (see WorkerInit.fault): what the N-th perplexity task does. */
-export type Fault = { at: number; kind: 'crash' | 'hang' | 'slow' };
+export type Fault = { at: number; kind: 'crash' | 'hang' | 'overtime' };
 
 /** The local pool: `threads` worker threads in this process, the data handed over in shared memory. */
 export function localRunner(threads = defaultWorkers(), fault: Fault | null = null): RunnerFactory {
@@ -29,7 +35,61 @@ export function localRunner(threads = defaultWorkers(), fault: Fault | null = nu
     parallelism: threads,
     async start(job) {
       const workerData: WorkerInit = { ...job.data.workerInit, fault: fault ? { ...fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null };
-      return new EvalPool({ filename: new URL('../eval/worker-entry.mjs', import.meta.url), workerData, threads, taskTimeoutMs: 0 });
+      return new EvalPool({ filename: WORKER_FILE, workerData, threads, taskTimeoutMs: 0 });
     },
   };
+}
+
+/** What every task of the run is evaluated against, named by content for workers elsewhere. */
+export async function jobSpec(job: RunnerJob): Promise<JobSpec> {
+  const s = job.settings;
+  return {
+    model: { sha256: job.modelSha256, path: job.modelPath },
+    statistics: { sha256: await fileSha256(job.data.statsFile), path: job.data.statsFile },
+    fitness: { data: s.fitnessData, tokensSha256: job.tokensSha256 },
+    seqlen: s.seqlen,
+    sparsity: s.sparsity,
+    pattern: s.pattern,
+    ...(job.data.workerInit.layerSparsity ? { layerSparsity: job.data.workerInit.layerSparsity } : {}),
+  };
+}
+
+/**
+ * The job queue at `url` (redis://HOST:PORT): `symprune worker` processes anywhere evaluate
+ * the tasks. `parallelism` sizes the default batch (about the number of workers).
+ * InputError when the URL is malformed; the connection is made when the run starts.
+ */
+export function queueRunner(url: string, opts: { parallelism?: number; flag?: string; localThreads?: number } = {}): RunnerFactory {
+  const connection = redisConnection(url, opts.flag);
+  const local = opts.localThreads ? localRunner(opts.localThreads) : null;
+  const parallelism = (opts.parallelism ?? 2) + (opts.localThreads ?? 0);
+  return {
+    parallelism,
+    async start(job) {
+      const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism });
+      return local ? new LocalFirst((await local.start(job)) as EvalPool, queue) : queue;
+    },
+  };
+}
+
+/** Local threads and the queue together: a task goes to a free local thread, else to the queue. */
+class LocalFirst implements TaskRunner {
+  readonly local = true;
+  constructor(
+    private readonly pool: EvalPool,
+    private readonly queue: TaskRunner,
+  ) {}
+  get parallelism(): number {
+    return this.pool.parallelism + this.queue.parallelism;
+  }
+  run<T>(task: object): Promise<TaskOutcome<T>> {
+    return this.pool.idle || (task as WorkerTask).kind === 'weights' ? this.pool.run<T>(task) : this.queue.run<T>(task);
+  }
+  setTaskTimeout(ms: number): void {
+    this.pool.setTaskTimeout(ms);
+    this.queue.setTaskTimeout(ms);
+  }
+  async close(): Promise<void> {
+    await Promise.all([this.pool.close(), this.queue.close()]);
+  }
 }

@@ -4,29 +4,26 @@
  * one-shot dense statistics X and G (cached beside the database), the fitness tokens,
  * and the shared memory handed to the workers.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
-import { encodeModel, type ModelProto } from '../onnx/proto.ts';
+import type { ModelProto } from '../onnx/proto.ts';
 import { loadModelGraph, resolveModel } from '../model/load.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
-import { LayerStatsFile, SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
+import { SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
 import { parsePattern, type Pattern } from '../prune/score.ts';
 import { owlAllocation } from '../prune/allocation.ts';
 import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
-import type { WorkerInit, WorkerLayer } from '../eval/worker.ts';
-import { shared } from '../eval/pool.ts';
+import type { WorkerInit } from '../eval/worker.ts';
+import { readStats, tokensSha256, workerInit } from '../eval/job.ts';
 import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
 
-export function tokensSha256(t: Int32Array): string {
-  return createHash('sha256').update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength)).digest('hex');
-}
+export { tokensSha256 };
 
 export interface OpenedRun {
   db: DB;
@@ -137,13 +134,14 @@ export async function prepareData(
   if (tokens.length < s.seqlen + 1) throw new InputError(`${(opts.names ?? FIELD_NAMES).fitnessData} ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
 
   const cacheFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
-  const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot' };
+  // `G` says where G came from, so a cache completed from a user's file never passes for computed statistics.
+  const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot', G: s.stats ?? 'computed' };
   const t0 = performance.now();
   // A user's --stats file is read as it is; otherwise a cache made for this model and these
   // calibration settings is reused, and anything else is recomputed.
   const userStats = s.stats ?? null; // runs stored before --stats existed have no such key
   const source = userStats ?? (cachedStatsMatch(cacheFile, meta) ? cacheFile : null);
-  const { G, X } = source ? readStats(source, layers, userStats !== null) : { G: new Map<string, Float32Array>(), X: new Map<string, Float32Array>() };
+  const { G, X } = source ? readStats(source, layers, { G: userStats !== null, X: false }) : { G: new Map<string, Float32Array>(), X: new Map<string, Float32Array>() };
   const cached = source !== null && G.size === layers.length && X.size === layers.length;
   let windows: Int32Array[] = [];
   if (!cached) {
@@ -154,37 +152,20 @@ export async function prepareData(
     }
     log(`dense statistics: X of ${layers.length} layers over ${windows.length} x ${s.seqlen} tokens of ${s.calibData}`);
     for (const [k, v] of await denseX(model, layers, windows, { threads: opts.threads, onBatch: (d, t) => opts.onProgress?.('X', d, t) })) X.set(k, v);
-    if (userStats === null) writeStatsFile(cacheFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
+    // The complete statistics go to the cache, which workers elsewhere read (a user's file may lack X).
+    writeStatsFile(cacheFile, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), meta);
   }
-  const statsFile = userStats ?? cacheFile;
+  const statsFile = cached ? source! : cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
-  const wl: WorkerLayer[] = layers.map((l) => ({
-    name: l.name,
-    initializer: l.initializer,
-    out: l.out,
-    in: l.in,
-    storedTransposed: l.storedTransposed,
-    weight: shared(readLayerWeight(model, l)),
-    G: shared(G.get(l.name)!),
-    X: shared(X.get(l.name)!),
-  }));
   // OWL's allocation from the dense weights and X, once; every candidate and baseline is masked with it.
   const blockSparsity =
     s.allocation?.kind === 'owl'
       ? owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, { sparsity: s.sparsity, m: s.allocation.m, lambda: s.allocation.lambda }).sparsity
       : new Map<number, number>();
-  const workerInit: WorkerInit = {
-    model: sharedBytes(model),
-    layers: wl,
-    tokens: shared(tokens),
-    seqlen: s.seqlen,
-    batchSize: opts.batchSize,
-    sparsity: s.sparsity,
-    pattern,
-    ...(blockSparsity.size ? { layerSparsity: layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) } : {}),
-  };
-  return { model, layers, pattern, tokens, windows, workerInit, blockSparsity, statsFile, statsCached: cached, statsSeconds };
+  const layerSparsity = blockSparsity.size ? layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) : undefined;
+  const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity });
+  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds };
 }
 
 /** True when the cache file exists and was made for exactly these settings. */
@@ -202,31 +183,6 @@ function cachedStatsMatch(file: string, meta: Record<string, string>): boolean {
   }
 }
 
-/** G and X from a statistics file checked against the model's layers; a user's file must hold G. */
-function readStats(file: string, layers: PrunableLayer[], needG: boolean): { G: Map<string, Float32Array>; X: Map<string, Float32Array> } {
-  const f = LayerStatsFile.open(file, layers, { G: needG, X: false });
-  const G = new Map<string, Float32Array>();
-  const X = new Map<string, Float32Array>();
-  try {
-    for (const l of layers) {
-      const st = f.get(l.name);
-      if (st.G) G.set(l.name, st.G);
-      if (st.X) X.set(l.name, st.X);
-    }
-  } finally {
-    f.close();
-  }
-  return { G, X };
-}
-
 function pick(o: Record<string, string>, keys: string[]): Record<string, string> {
   return Object.fromEntries(keys.map((k) => [k, o[k]!]));
-}
-
-function sharedBytes(model: ModelProto): Uint8Array {
-  // Encoded once here; each worker decodes its own copy.
-  const bytes = encodeModel(model);
-  const out = new Uint8Array(new SharedArrayBuffer(bytes.length));
-  out.set(bytes);
-  return out;
 }

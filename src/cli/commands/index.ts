@@ -10,7 +10,8 @@ import { pruneCommand } from './prune.ts';
 import { baselinesCommand } from './baselines.ts';
 import { statsCommand } from './stats.ts';
 import { tokenizerCommand } from './tokenizer.ts';
+import { workerCommand } from './worker.ts';
 import { dashboardCommand } from './dashboard.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, tokenizerCommand, statsCommand, pruneCommand, baselinesCommand, searchCommand, reportCommand, exportCommand, dashboardCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, evalCommand, trainCommand, tokenizerCommand, statsCommand, pruneCommand, baselinesCommand, searchCommand, workerCommand, reportCommand, exportCommand, dashboardCommand];

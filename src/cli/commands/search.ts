@@ -5,7 +5,7 @@ import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
-import type { Fault } from '../../search/runners.ts';
+import { queueRunner, type Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
@@ -39,6 +39,7 @@ interface Args extends DeviceArgs {
   'seed-known'?: boolean;
   baselines?: string;
   'task-timeout'?: number;
+  queue?: string;
   json?: boolean;
   allocation?: string;
   'max-depth'?: number;
@@ -80,11 +81,11 @@ const FLAGS: SettingNames = {
   taskTimeout: '--task-timeout',
 };
 
-/** SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `slow@N`, N = the N-th perplexity task. */
-function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): Fault | null {
+/** SYMPRUNE_WORKER_FAULT (testing hook): `crash@N`, `hang@N` or `overtime@N`, N = the N-th perplexity task. */
+export function faultFromEnv(v = process.env.SYMPRUNE_WORKER_FAULT): Fault | null {
   if (!v) return null;
-  const m = /^(crash|hang|slow)@(\d+)$/.exec(v);
-  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or slow@N`);
+  const m = /^(crash|hang|overtime)@(\d+)$/.exec(v);
+  if (!m) throw new InputError(`SYMPRUNE_WORKER_FAULT=${v}: expected crash@N, hang@N or overtime@N`);
   return { kind: m[1] as Fault['kind'], at: Number(m[2]) };
 }
 
@@ -143,7 +144,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('iterations', { type: 'number', describe: `steady-state iterations, one child each (default ${d.iterations})` })
       .option('generations', { type: 'number', describe: 'generational mode: number of generations (instead of --iterations)' })
       .option('batch', { type: 'number', describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' })
-      .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core)' })
+      .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core; none with --queue)' })
       .option('seed', { type: 'number', describe: `random seed (default ${d.seed})` })
       .option('db', { type: 'string', describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' })
       .option('resume', { type: 'boolean', describe: 'continue the run in --db where it stopped' })
@@ -162,6 +163,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('operators', { type: 'string', describe: `comma-separated operators the trees may use (default all: ${[...UNARY_OPS, ...BINARY_OPS].join(',')})` })
       .option('terminals', { type: 'string', describe: `comma-separated terminals (default ${TERMINALS.join(',')})` })
       .option('task-timeout', { type: 'number', describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' })
+      .option('queue', { type: 'string', describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' })
       .option('json', { type: 'boolean', describe: 'print one JSON line at the end' }) as never,
   handler: async (a) => {
     applyDeviceFlags(a);
@@ -209,6 +211,7 @@ export const searchCommand: CommandModule<object, Args> = {
         model,
         settings: requested,
         workers: a.workers,
+        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers }) : undefined,
         taskTimeout: a['task-timeout'],
         signal: signals.signal,
         stopNow: signals.stopNow,

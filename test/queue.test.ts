@@ -1,0 +1,286 @@
+/**
+ * Candidate evaluation through the job queue, against a real redis-server started here on a
+ * free loopback port, real `symprune worker` processes and a real `symprune search`
+ * coordinator: the same seeded search gives the same log whatever evaluates it, and the
+ * faults a team sharing machines meets are survived (a worker killed mid-evaluation, the
+ * coordinator killed and resumed, Redis restarted, a worker holding the wrong model).
+ * Nothing here waits a fixed time: every wait is for a state (a line, a row, an exit).
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Queue } from 'bullmq';
+import { buildLlama } from '../src/onnx/llama-builder.ts';
+import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
+import { saveModel } from '../src/onnx/model-io.ts';
+import { QUEUE_NAME } from '../src/eval/queue.ts';
+import { structuredTokens } from './support/token-stream.ts';
+import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'symprune-queue-'));
+const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
+const modelDir = join(dir, 'model');
+const otherDir = join(dir, 'other');
+const ready = (async () => {
+  mkdirSync(modelDir);
+  mkdirSync(otherDir);
+  await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2)), join(modelDir, 'model.onnx'));
+  await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 2, 0.2)), join(otherDir, 'model.onnx'));
+  writeFileSync(join(dir, 'fit.bin'), structuredTokens(8192, 1));
+  writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
+})();
+
+const searchArgs = (db: string, extra: string[] = []) => [
+  'search', '--model', modelDir, '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--seed', '3',
+  '--population', '8', '--iterations', '16', '--batch', '2', '--eval-tokens', '2048', '--baselines', 'wanda,sparsegpt', '--db', db, '--json', ...extra,
+];
+
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** A child process whose output lines can be waited for. */
+function start(cmd: string, args: string[], env: Record<string, string> = {}) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  let err = '';
+  const waiters: { re: RegExp; res: () => void }[] = [];
+  const onData = () => {
+    for (const w of [...waiters]) if (w.re.test(err) || w.re.test(out)) (waiters.splice(waiters.indexOf(w), 1), w.res());
+  };
+  child.stdout!.on('data', (d) => ((out += d), onData()));
+  child.stderr!.on('data', (d) => ((err += d), onData()));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  return {
+    child,
+    exited,
+    get stdout() {
+      return out;
+    },
+    get stderr() {
+      return err;
+    },
+    /** Resolves once a line matching re has been printed; rejects if the process exits first. */
+    waitFor(re: RegExp): Promise<void> {
+      if (re.test(err) || re.test(out)) return Promise.resolve();
+      return Promise.race([
+        new Promise<void>((res) => waiters.push({ re, res })),
+        exited.then((c) => Promise.reject(new Error(`exited (${c}) before printing ${re}:\n${err}`))),
+      ]);
+    },
+  };
+}
+
+const cli = (args: string[], env: Record<string, string> = {}) => start(process.execPath, ['bin/symprune.mjs', ...args], env);
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((res) => srv.close(res));
+  return port;
+}
+
+/** redis-server on a loopback port, its data (append-only file) in its own folder so a restart keeps the queue. */
+async function redis(port?: number, data = mkdtempSync(join(dir, 'redis-'))) {
+  const p = port ?? (await freePort());
+  const server = start('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--dir', data, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']);
+  await server.waitFor(/Ready to accept connections/);
+  return {
+    url: `redis://127.0.0.1:${p}`,
+    port: p,
+    data,
+    async stop() {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    },
+    /** The completed jobs' attempt counts. */
+    async completedJobs(): Promise<{ id: string; attemptsStarted: number }[]> {
+      const q = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: p, maxRetriesPerRequest: null } });
+      try {
+        return (await q.getJobs(['completed'])).map((j) => ({ id: j.id!, attemptsStarted: j.attemptsStarted }));
+      } finally {
+        await q.close();
+      }
+    },
+  };
+}
+
+async function worker(url: string, extra: string[] = [], env: Record<string, string> = {}) {
+  const w = cli(['worker', '--queue', url, '--lock-seconds', '2', ...extra], env);
+  await w.waitFor(/waiting for jobs/);
+  return w;
+}
+
+/** Evaluations committed so far (0 before the schema exists). */
+function evaluationsIn(db: string): number {
+  if (!existsSync(db)) return 0;
+  try {
+    const d = new Database(db, { readonly: true });
+    try {
+      return d.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
+    } finally {
+      d.close();
+    }
+  } catch {
+    return 0;
+  }
+}
+
+/** Wait until the database holds n evaluations (polling its state), or the process ends first (an error). */
+async function untilEvaluations(db: string, n: number, proc: { exited: Promise<number | null> }): Promise<void> {
+  let done = false;
+  void proc.exited.then(() => (done = true));
+  while (evaluationsIn(db) < n) {
+    if (done) throw new Error(`the search ended before ${n} evaluations were committed`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function finished(p: ReturnType<typeof cli>) {
+  const code = await p.exited;
+  assert.equal(code, 0, p.stderr);
+  return JSON.parse(p.stdout.trim().split('\n').pop()!);
+}
+
+let reference: ReturnType<typeof dump>;
+
+test('the same seeded search gives the same log with the local pool, one queue worker and three', async () => {
+  await ready;
+  const local = cli(searchArgs(join(dir, 'local.sqlite'), ['--workers', '1']));
+  assert.equal((await finished(local)).status, 'finished');
+  reference = dump(join(dir, 'local.sqlite'));
+  assertConsistent(reference);
+  assert.ok(reference.baselines.length === 3 && reference.baselines.every((b) => b.ppl !== null), JSON.stringify(reference.baselines));
+
+  const r = await redis();
+  try {
+    for (const n of [1, 3]) {
+      const ws = await Promise.all(Array.from({ length: n }, () => worker(r.url)));
+      const db = join(dir, `queue-${n}.sqlite`);
+      const s = cli(searchArgs(db, ['--queue', r.url]));
+      await finished(s);
+      const log = dump(db);
+      assertConsistent(log);
+      sameSearch(log, reference);
+      for (const w of ws) w.child.kill('SIGTERM');
+      const codes = await Promise.all(ws.map((w) => w.exited));
+      assert.deepEqual(codes, ws.map(() => 0), 'workers stop cleanly on SIGTERM');
+      if (n === 3) assert.ok(ws.filter((w) => /loaded spec/.test(w.stderr)).length >= 2, 'the evaluations were spread over the workers');
+    }
+  } finally {
+    await r.stop();
+  }
+});
+
+test('a worker killed mid-evaluation: another worker finishes its job, and the log holds one evaluation for it', async () => {
+  await ready;
+  const r = await redis();
+  try {
+    // Worker A hangs inside its 4th perplexity task and is killed there; only then does B start.
+    const a = await worker(r.url, [], { SYMPRUNE_WORKER_FAULT: 'hang@4' });
+    const db = join(dir, 'worker-killed.sqlite');
+    const s = cli(searchArgs(db, ['--queue', r.url]));
+    await a.waitFor(/fault hang at perplexity task 4/);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const b = await worker(r.url);
+    await finished(s);
+    const log = dump(db);
+    assertConsistent(log);
+    sameSearch(log, reference);
+    assert.ok(log.evaluations.every((e) => e.status === 'ok' || e.status === 'reused'), 'no evaluation failed');
+    const jobs = await r.completedJobs();
+    assert.equal(jobs.filter((j) => j.attemptsStarted > 1).length, 1, 'exactly one job was started twice (the one A held)');
+    b.child.kill('SIGTERM');
+    await b.exited;
+  } finally {
+    await r.stop();
+  }
+});
+
+test('the coordinator killed with SIGKILL and resumed: nothing paid twice, the log equals an uninterrupted run', async () => {
+  await ready;
+  const r = await redis();
+  try {
+    const w = await worker(r.url);
+    const db = join(dir, 'coordinator-killed.sqlite');
+    const s = cli(searchArgs(db, ['--queue', r.url]));
+    await untilEvaluations(db, 10, s);
+    s.child.kill('SIGKILL');
+    await s.exited;
+    const resumed = cli(['search', '--db', db, '--resume', '--queue', r.url, '--json']);
+    await finished(resumed);
+    const log = dump(db);
+    assertConsistent(log);
+    sameSearch(log, reference);
+    w.child.kill('SIGTERM');
+    await w.exited;
+    const done = Number(/(\d+) jobs done/.exec(w.stderr)?.[1]);
+    const jobs = await r.completedJobs();
+    assert.ok(jobs.every((j) => j.attemptsStarted === 1), 'no job ran twice');
+    assert.equal(done, jobs.length, 'every job the worker ran is a distinct completed job (a resumed task found its result)');
+  } finally {
+    await r.stop();
+  }
+});
+
+test('Redis restarted mid-run: the search waits for it and goes on to the same log', async () => {
+  await ready;
+  const r = await redis();
+  let again: Awaited<ReturnType<typeof redis>> | null = null;
+  try {
+    const w = await worker(r.url);
+    const db = join(dir, 'redis-restarted.sqlite');
+    const s = cli(searchArgs(db, ['--queue', r.url]));
+    await untilEvaluations(db, 8, s);
+    await r.stop();
+    again = await redis(r.port, r.data);
+    await finished(s);
+    const log = dump(db);
+    assertConsistent(log);
+    sameSearch(log, reference);
+    w.child.kill('SIGTERM');
+    await w.exited;
+  } finally {
+    await (again ?? r).stop();
+  }
+});
+
+test('a worker with the wrong model: the search stops with the reason and resumes once a right worker serves it', async () => {
+  await ready;
+  const r = await redis();
+  try {
+    const wrong = await worker(r.url, ['--model-root', otherDir]);
+    const db = join(dir, 'wrong-model.sqlite');
+    const s = cli(searchArgs(db, ['--queue', r.url]));
+    assert.equal(await s.exited, 2, s.stderr);
+    const line = s.stderr.trim().split('\n').pop()!;
+    assert.match(line, /^symprune: worker .*: model with sha256 [0-9a-f]{12}… not found: no model\.onnx with that hash under .*other; .*other\/model\.onnx hashes differently; the search stopped/);
+    assert.equal(dump(db).runs[0]!.status, 'interrupted');
+    wrong.child.kill('SIGTERM');
+    await wrong.exited;
+
+    const right = await worker(r.url, ['--model-root', modelDir, '--model-root', dir]);
+    const resumed = cli(['search', '--db', db, '--resume', '--queue', r.url, '--json']);
+    await finished(resumed);
+    sameSearch(dump(db), reference);
+    right.child.kill('SIGTERM');
+    await right.exited;
+  } finally {
+    await r.stop();
+  }
+});
+
+test('a malformed --queue is bad input', () => {
+  const r = spawnSync(process.execPath, ['bin/symprune.mjs', 'worker', '--queue', 'http://x'], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim(), 'symprune: --queue http://x: expected redis://HOST:PORT (not http:)');
+});

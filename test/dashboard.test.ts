@@ -127,6 +127,11 @@ test('a candidate: lineage, evaluations with worker and timings, shared masks', 
   assert.deepEqual(c.maskDuplicates.map((d: any) => d.hash), ['dup1']);
   assert.equal(c.rank, 2);
   assert.deepEqual(c.individual.tree, { data: 'add', left: { data: 'mul', left: { data: 'W' }, right: { data: 'sqrt', left: { data: 'X' } } }, right: { data: 'mul', left: { data: 'W' }, right: { data: 'G' } } });
+  // Ancestry of 8 (parents 4 and 7): 4's parents 2 and 3 are its grandparents; 7's parent 4 is already listed.
+  const eight = await api('/api/candidate?db=0&run=1&id=8');
+  assert.deepEqual(eight.parents.map((p: any) => p.id), [4, 7]);
+  assert.deepEqual(eight.ancestors.map((a: any) => [a.generation, a.id]), [[2, 2], [2, 3]]);
+  assert.deepEqual(c.ancestors, [], '2 and 3 are initial trees');
   const reused = await api('/api/candidate?db=0&run=1&id=5');
   assert.equal(reused.evaluations[0].reused_from_individual, 4);
   // Individual 1 has a child (6) but is not the child of 11, 21, ...: the id is matched exactly.

@@ -187,6 +187,8 @@ export interface Candidate {
   /** 1 + the number of individuals with a strictly better fitness. */
   rank: number | null;
   parents: Row[];
+  /** Grandparents and further back (generation 2 to ANCESTRY), each listed once, nearest first. */
+  ancestors: Row[];
   children: Row[];
   evaluations: Row[];
   /** Individuals with the same mask fingerprint, candidates dropped for it, and the same canonical form. */
@@ -198,6 +200,8 @@ export interface Candidate {
 }
 
 const brief = `id, infix, fitness, fidelity, origin, step, size`;
+/** How many generations back the candidate page traces. */
+const ANCESTRY = 4;
 
 export function candidate(db: DB, run: number, id: number): Candidate | null {
   const ind = db.prepare(`SELECT * FROM individuals WHERE run = ? AND id = ?`).get(run, id) as Row | undefined;
@@ -211,10 +215,24 @@ export function candidate(db: DB, run: number, id: number): Candidate | null {
     .filter((c) => idList(c.parents).includes(id))
     .map(({ parents: _p, ...c }) => c);
   const fp = ind.fingerprint as string | null;
+  const one = db.prepare(`SELECT ${brief}, parents FROM individuals WHERE run = ? AND id = ?`);
+  const ancestors: Row[] = [];
+  const seen = new Set([id, ...parents]);
+  let frontier = parents;
+  for (let generation = 2; generation <= ANCESTRY && frontier.length; generation++) {
+    const up = frontier.flatMap((p) => idList((one.get(run, p) as Row | undefined)?.parents));
+    frontier = [...new Set(up)].filter((a) => !seen.has(a));
+    for (const a of frontier) {
+      seen.add(a);
+      const { parents: _p, ...row } = (one.get(run, a) as Row | undefined) ?? { id: a };
+      ancestors.push({ generation, ...row });
+    }
+  }
   return {
     individual: { ...ind, id, infix: String(ind.infix), latex: latexOf(String(ind.infix)), tree: jsonOrNull(ind.tree), parents },
     rank,
     parents: parents.length ? (db.prepare(`SELECT ${brief} FROM individuals WHERE run = ? AND id IN (${parents.map(() => '?').join(',')}) ORDER BY id`).all(run, ...parents) as Row[]) : [],
+    ancestors,
     children,
     evaluations: db
       .prepare(

@@ -11,6 +11,7 @@
  * and written in turn, so only one tensor is in memory at a time.
  */
 import { promises as fsp } from 'node:fs';
+import os from 'node:os';
 import { InputError } from '../errors.ts';
 import { readAt, writeAll } from '../onnx/model-io.ts';
 import { floatToHalf, halfToFloat } from '../onnx/tensor.ts';
@@ -103,21 +104,37 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
   return r.header;
 }
 
-/** bf16 bits are the top half of an f32's. */
-function bf16ToF32(src: Uint8Array, out: Float32Array): void {
-  const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-  for (let i = 0; i < out.length; i++) u[i] = dv.getUint16(2 * i, true) << 16;
+// Typed-array views read the host's byte order; safetensors is little-endian.
+if (os.endianness() !== 'LE') throw new Error('safetensors: big-endian hosts are not supported');
+
+/** 16-bit words of raw bytes (a view when aligned; typed arrays are ~10x faster than DataView here). */
+function words16(raw: Uint8Array, n: number): Uint16Array {
+  return raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice(0, 2 * n).buffer);
+}
+
+let halfTable: Float32Array | null = null;
+/** Every float16 bit pattern's value, computed once (a lookup beats decoding per element). */
+function halves(): Float32Array {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
+  }
+  return halfTable;
 }
 
 /** Decode little-endian raw bytes of a float dtype into a Float32Array. */
 export function decodeFloats(raw: Uint8Array, dtype: string, n: number): Float32Array {
   const out = new Float32Array(n);
   if (dtype === 'F32') new Uint8Array(out.buffer).set(raw.subarray(0, n * 4));
-  else if (dtype === 'BF16') bf16ToF32(raw, out);
-  else if (dtype === 'F16') {
-    const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+  else if (dtype === 'BF16') {
+    // bf16 bits are the top half of an f32's.
+    const w = words16(raw, n);
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) u[i] = w[i]! << 16;
+  } else if (dtype === 'F16') {
+    const w = words16(raw, n);
+    const t = halves();
+    for (let i = 0; i < n; i++) out[i] = t[w[i]!]!;
   } else if (dtype === 'F64') {
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true);
@@ -138,11 +155,17 @@ export function floatToBf16(v: number): number {
 /** Encode floats as little-endian bytes of a float dtype. */
 export function encodeFloats(data: Float32Array, dtype: FloatDtype): Uint8Array {
   if (dtype === 'F32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const out = new Uint8Array(data.length * 2);
-  const dv = new DataView(out.buffer);
-  const conv = dtype === 'BF16' ? floatToBf16 : floatToHalf;
-  for (let i = 0; i < data.length; i++) dv.setUint16(2 * i, conv(data[i]!), true);
-  return out;
+  const out = new Uint16Array(data.length);
+  if (dtype === 'F16') for (let i = 0; i < data.length; i++) out[i] = floatToHalf(data[i]!);
+  else {
+    const u = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < data.length; i++) {
+      const x = u[i]!;
+      // Round to nearest even; NaN stays a (quiet) NaN.
+      out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+    }
+  }
+  return new Uint8Array(out.buffer);
 }
 
 /** An open safetensors file: a validated header and per-tensor reads. Close it when done. */

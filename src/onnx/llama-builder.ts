@@ -160,6 +160,8 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
   const hd = headDim(c);
   const nRep = c.heads / c.kvHeads;
 
+  // A fresh transposed array, or a consumed map entry, becomes the tensor's bytes as it is (no copy).
+  const own = (name: string, d: Float32Array, dims: number[]): TensorProto => ({ name, dims, dataType: DataType.FLOAT, rawData: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
   const weight = (hfName: string): string => {
     const spec = shapes.get(hfName)!;
     const data = weights.get(hfName)!;
@@ -168,9 +170,9 @@ export function buildLlama(config: LlamaConfig, weights: LlamaWeights, opts: Bui
       g.initializers.push(stubTensor(name, spec.kind === 'linear' ? [spec.shape[1]!, spec.shape[0]] : [...spec.shape]));
     } else if (spec.kind === 'linear') {
       const [out, inp] = spec.shape as [number, number];
-      g.initializers.push(floatTensor(name, [inp, out], transposeInto(data, out, inp)));
+      g.initializers.push(own(name, transposeInto(data, out, inp), [inp, out]));
     } else {
-      g.initializers.push(floatTensor(name, [...spec.shape], data));
+      g.initializers.push(opts.consume ? own(name, data, [...spec.shape]) : floatTensor(name, [...spec.shape], data));
     }
     if (opts.consume) weights.delete(hfName);
     return name;

@@ -60,6 +60,20 @@ export function candidateView(db, run, id) {
         panel('Tree', 'as stored (Pruner-Zero layout)', i.tree ? treeView(i.tree) : h('div', { class: 'empty' }, 'tree not readable')),
         h('div', { class: 'stack' },
           panel('Parents', null, brief(c.parents, 'parents', 'none: an initial or seeded tree')),
+          c.ancestors.length
+            ? panel('Further back', 'grandparents and beyond (generation 2 = grandparent)', table(
+                [
+                  { key: 'generation', label: 'gen.', num: true },
+                  { key: 'id', label: 'id', num: true, cell: (x) => link(['run', db, run, 'c', x.id], `#${x.id}`) },
+                  { key: 'fitness', label: 'ppl', num: true, cell: (x) => fmt.ppl(x.fitness) + (x.fidelity === 'short' ? '*' : '') },
+                  { key: 'step', label: 'step', num: true },
+                  { key: 'origin', label: 'origin' },
+                  { key: 'infix', label: 'metric', cell: (x) => h('code', null, x.infix ?? '?') },
+                ],
+                c.ancestors,
+                { id: 'ancestors', short: true, onRow: (x) => (location.hash = route(['run', db, run, 'c', x.id])) },
+              ))
+            : null,
           panel('Children', null, brief(c.children, 'children', 'none yet')),
         ),
         h('section', { class: 'panel wide' }, h('h2', null, 'Evaluations'),

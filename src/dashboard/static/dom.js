@@ -78,6 +78,11 @@ const sortState = new Map();
 export function table(columns, rows, opts = {}) {
   const id = opts.id ?? columns.map((c) => c.key).join(',');
   const wrap = h('div', { class: 'table-wrap' + (opts.short ? ' short' : '') });
+  const sortBy = (c) => {
+    const cur = sortState.get(id) ?? opts.initial;
+    sortState.set(id, { key: c.key, dir: cur && cur.key === c.key ? -cur.dir : 1 });
+    draw();
+  };
   const draw = () => {
     const st = sortState.get(id) ?? opts.initial ?? null;
     const col = st && columns.find((c) => c.key === st.key);
@@ -93,11 +98,10 @@ export function table(columns, rows, opts = {}) {
         h('th', {
           class: [c.num ? 'num' : '', col === c ? 'sorted' : '', col === c && st.dir < 0 ? 'desc' : ''].join(' ').trim() || null,
           title: c.title ?? 'sort',
-          onclick: () => {
-            const cur = sortState.get(id) ?? opts.initial;
-            sortState.set(id, { key: c.key, dir: cur && cur.key === c.key ? -cur.dir : 1 });
-            draw();
-          },
+          tabindex: 0,
+          'aria-sort': col === c ? (st.dir < 0 ? 'descending' : 'ascending') : null,
+          onclick: () => sortBy(c),
+          onkeydown: (e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), sortBy(c)),
         }, c.label),
       ),
     );

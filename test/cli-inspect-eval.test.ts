@@ -80,10 +80,10 @@ test('bad input: one line on stderr, exit code 2', async () => {
     [['inspect', '--model', 'notes.onnx'], /notes\.onnx is not an ONNX model/],
     [['eval', '--model', 'missing-dir', '--data', 'ids.bin'], /model not found/],
     [['eval', '--model', 'notes.onnx', '--data', 'ids.bin'], /is not an ONNX model/],
-    [['eval', '--model', 'nologits.onnx', '--data', 'ids.bin'], /no 'logits' output/],
+    [['eval', '--model', 'nologits.onnx', '--data', 'ids.bin', '--seqlen', '16'], /no 'logits' output/],
     [['eval', '--model', 'm', '--data', 'big.bin', '--seqlen', '4'], /53|outside|vocab/],
-    [['eval', '--model', 'm', '--data', 'ids.bin', '--seqlen', '512'], /seqlen 512 exceeds the data \(300 tokens/],
-    [['eval', '--model', 'm', '--data', 'missing.bin'], /missing\.bin/],
+    [['eval', '--model', 'm', '--data', 'ids.bin', '--seqlen', '512'], /--seqlen 512: the model has 64 positions/],
+    [['eval', '--model', 'm', '--data', 'missing.bin', '--seqlen', '16'], /missing\.bin/],
   ];
   for (const [args, re] of cases) {
     const r = cli(...args);

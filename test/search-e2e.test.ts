@@ -138,23 +138,21 @@ test('bad --db inputs and a changed configuration: one line, exit 2, nothing tou
   const blocked = join(dir, 'fit.bin', 'x.sqlite'); // a path under a file
   const b = cli(small().map((a) => (a === db ? blocked : a)));
   assert.equal(b.status, 2);
-  assert.match(b.stderr, /x\.sqlite: cannot create folder .* \(E(NOTDIR|EXIST)\)/);
+  assert.match(b.stderr, /x\.sqlite: .*fit\.bin is a file, not a folder/);
   if (process.getuid?.() !== 0) {
     const ro = join(dir, 'ro');
     mkdirSync(ro);
     chmodSync(ro, 0o555);
     const r = cli(small().map((a) => (a === db ? join(ro, 'x.sqlite') : a)));
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /folder is not writable/);
+    assert.match(r.stderr, /folder is not writable|cannot create anything in/);
   }
-  // Input that fails after the database opened (a missing data file) leaves no run behind.
+  // Input that fails after the database opened (a missing data file) leaves nothing behind.
   const late = join(dir, 'late.sqlite');
   const lateRun = cli(small().map((a) => (a === db ? late : a === join(dir, 'fit.bin') ? join(dir, 'missing.bin') : a)));
   assert.equal(lateRun.status, 2);
   assert.match(lateRun.stderr, /missing\.bin/);
-  const ld = new Database(late, { readonly: true });
-  assert.equal(ld.prepare('SELECT COUNT(*) FROM runs').pluck().get(), 0);
-  ld.close();
+  assert.ok(!existsSync(late), 'a database the failed search created is removed');
   const badPattern = cli(small(['--pattern', '3:4']).map((a) => (a === db ? late : a)));
   assert.equal(badPattern.status, 2);
   assert.match(badPattern.stderr, /--pattern 3:4/);

@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import { checkDeviceFlags, setSessionDefaults, type Device } from '../onnx/session.ts';
 import { parseMaxMemory } from '../eval/perplexity-stream.ts';
+import { choiceFlag, stringFlag, threadsFlag } from './validate.ts';
 
 export interface DeviceArgs {
   device?: string;
@@ -15,9 +16,9 @@ export interface DeviceArgs {
 /** Add --device and --max-memory (and --threads when the command has none yet). */
 export function deviceFlags<T>(y: Argv<T>, withThreads = false): Argv<T> {
   const z = y
-    .option('device', { type: 'string', default: 'cpu', describe: "onnxruntime execution provider: cpu or cuda (cuda needs onnxruntime-node's CUDA binaries)" })
-    .option('max-memory', { type: 'string', describe: 'memory budget (e.g. 12G); larger models run block by block (default: half of the RAM)' });
-  return (withThreads ? z.option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' }) : z) as Argv<T>;
+    .option('device', choiceFlag('device', ['cpu', 'cuda'], { default: 'cpu', describe: "onnxruntime execution provider (cuda needs onnxruntime-node's CUDA binaries)" }))
+    .option('max-memory', stringFlag('max-memory', { describe: 'memory budget (e.g. 12G); larger models run block by block (default: half of the RAM)' }));
+  return (withThreads ? z.option('threads', threadsFlag()) : z) as Argv<T>;
 }
 
 /** Check the flags and make them every session's defaults; returns the memory budget in bytes. */

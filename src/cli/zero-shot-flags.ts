@@ -9,16 +9,19 @@ import { InputError } from '../errors.ts';
 import { loadTask, type Task, type TaskResult } from '../eval/zero-shot.ts';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.ts';
 import { REPO_ROOT } from '../model/load.ts';
+import { inputFilesFlag } from './validate.ts';
 
 /** The shipped tasks, made by scripts/make-zero-shot-tasks.ts from brown:test. */
 export const SHIPPED_TASKS = ['brown-last-word', 'brown-continuation'].map((n) => path.join(REPO_ROOT, 'data', 'tasks', `${n}.jsonl`));
 
 export function taskFlag<T>(y: Argv<T>, shippedByDefault: boolean): Argv<T> {
-  return y.option('task', {
-    type: 'string',
-    array: true,
-    describe: `zero-shot task file (JSONL of {"context","choices","gold"}), repeatable${shippedByDefault ? '; default: the shipped data/tasks/brown-last-word and brown-continuation; none: no tasks' : ''}`,
-  }) as never;
+  return y.option(
+    'task',
+    inputFilesFlag('task', {
+      keyword: 'none',
+      describe: `zero-shot task file (JSONL of {"context","choices","gold"}), repeatable${shippedByDefault ? '; default: the shipped data/tasks/brown-last-word and brown-continuation; none: no tasks' : ''}`,
+    }),
+  ) as never;
 }
 
 /** The tasks named by --task (checked before any work), or the shipped ones. */

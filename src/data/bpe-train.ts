@@ -14,8 +14,8 @@
  * 50256). Nothing inserts `<|endoftext|>` into text by itself; it is there for callers
  * that want a document separator.
  */
-import { writeFileSync } from 'node:fs';
 import { InputError } from '../errors.ts';
+import { writeFileAtomicSync } from '../files.ts';
 
 /** GPT-2's pre-tokenizer pattern (the one Hugging Face's ByteLevel pre-tokenizer uses). */
 export const GPT2_PATTERN = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
@@ -290,5 +290,5 @@ export function toTokenizerJson(model: BpeModel): object {
 
 /** Write the model as tokenizer.json. */
 export function saveTokenizerJson(model: BpeModel, path: string): void {
-  writeFileSync(path, JSON.stringify(toTokenizerJson(model)) + '\n');
+  writeFileAtomicSync(path, JSON.stringify(toTokenizerJson(model)) + '\n');
 }

@@ -50,13 +50,17 @@ export async function loadTokens(spec: string, opts: LoadTokensOptions = {}): Pr
     ids = cached.slice(); // callers may write into their copy
   } else {
     const lower = spec.toLowerCase();
+    const isFile = (): void => {
+      if (!existsSync(spec)) throw new InputError(`data file not found: ${spec}`);
+      if (!statSync(spec).isFile()) throw new InputError(`data path is not a file: ${spec}`);
+    };
     if (lower.endsWith('.txt')) {
       const tokPath = needTokenizer(spec, opts.tokenizerPath);
-      if (!existsSync(spec)) throw new InputError(`data file not found: ${spec}`);
-      if (statSync(spec).isDirectory()) throw new InputError(`data path is a folder, expected a file: ${spec}`);
+      isFile();
       const tok = loadTokenizer(tokPath);
       ids = Int32Array.from(tok.encode(readFileSync(spec, 'utf8')));
     } else if (lower.endsWith('.npy') || lower.endsWith('.bin')) {
+      isFile();
       ids = readTokenFile(spec);
     } else {
       throw new InputError(`unknown data '${spec}' (use brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin)`);

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { InputError } from '../errors.ts';
 import { allTensors } from './graph-edit.ts';
 import { decodeModel, encodeModel, onnx, type ModelProto, type TensorProto } from './proto.ts';
+import { removeStaleTemps } from '../files.ts';
 
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
 /** Largest single read/write through a file handle (Node limits one call to < 2 GiB). */
@@ -156,7 +157,8 @@ export async function saveModel(model: ModelProto, file: string, opts: SaveOptio
     throw new Error(`saveModel: ${total} bytes of tensors exceed the 2 GB protobuf limit; use external data`);
   }
   await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  const tag = `.tmp-${process.pid}-${Date.now()}`;
+  const tag = `.tmp-${process.pid}-${Date.now()}`; // the temporary-name form removeStaleTemps knows
+  removeStaleTemps(file);
   if (!external) {
     await writeFileAtomic(file, encodeModel(model), tag);
     return {};
@@ -164,6 +166,7 @@ export async function saveModel(model: ModelProto, file: string, opts: SaveOptio
   const location = opts.location ?? `${path.basename(file)}.data`;
   if (path.isAbsolute(location) || location.split(/[\\/]/).includes('..')) throw new Error(`saveModel: external data location must be a plain relative path: ${location}`);
   const dataFile = path.join(path.dirname(path.resolve(file)), location);
+  removeStaleTemps(dataFile);
   const dataTmp = dataFile + tag;
   const fh = await fsp.open(dataTmp, 'w');
   let offset = 0;

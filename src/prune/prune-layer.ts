@@ -9,6 +9,7 @@ import type { PrunableLayer } from './discover.ts';
 import { lazyUpdateJs, sparseGptPrepared } from './sparsegpt.ts';
 import { lazyUpdateOrt, ORT_LAZY_MIN_COLS } from './sparsegpt-ort.ts';
 import type { HessianAccumulator } from './sparsegpt.ts';
+import { scoresProblem, type ScoresProblem } from '../search-space/probe.ts';
 import { applyMask, maskScores, maskSparsity, type MaskSpec, type ScoreScratch } from './score.ts';
 
 export interface LayerReport {
@@ -23,6 +24,8 @@ export interface LayerReport {
   rowMax: number;
   /** Weights whose score was NaN (0 for SparseGPT). */
   nanCount: number;
+  /** The scores could not rank this layer's weights (NaN/inf, or constant within every row), as the search judges a metric. */
+  problem?: ScoresProblem | null;
 }
 
 export interface LayerInputs {
@@ -35,6 +38,7 @@ export interface LayerInputs {
 export async function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, layer: PrunableLayer, w: Float32Array, st: LayerInputs, scratch: ScoreScratch): Promise<LayerReport> {
   let mask: Uint8Array;
   let nanCount = 0;
+  let problem: ScoresProblem | null = null;
   if (method.kind === 'sparsegpt') {
     if (!st.gram) throw new Error(`no Hessian collected for ${layer.name}`);
     const p = spec.pattern;
@@ -47,9 +51,10 @@ export async function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, laye
     const res = maskScores(scores, layer.out, layer.in, spec);
     if (res.nanCount === scores.length) throw new InputError(`metric ${method.label} yields NaN for every weight of ${layer.name}`);
     nanCount = res.nanCount;
+    problem = scoresProblem(scores, layer.out, layer.in);
     mask = res.mask;
     applyMask(w, mask);
   }
   const s = maskSparsity(mask, layer.out, layer.in);
-  return { name: layer.name, block: layer.block, out: layer.out, in: layer.in, pruned: s.pruned, sparsity: s.sparsity, rowMin: s.rowMin, rowMax: s.rowMax, nanCount };
+  return { name: layer.name, block: layer.block, out: layer.out, in: layer.in, pruned: s.pruned, sparsity: s.sparsity, rowMin: s.rowMin, rowMax: s.rowMax, nanCount, ...(problem ? { problem } : {}) };
 }

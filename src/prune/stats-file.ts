@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { InputError, check } from '../errors.ts';
 import { decodeFloats, encodeHeader, parseSafetensorsHeader, safetensorsHeaderLength, type TensorEntry } from '../model/safetensors.ts';
+import { removeStaleTemps, tempPath } from '../files.ts';
 import { statName, type LayerShape, type LayerStats, type StatsNeed } from './layer-stats.ts';
 
 /** A tensor's dtype, shape and absolute byte range in its file. */
@@ -83,7 +83,8 @@ export interface NamedTensor {
  */
 export function writeSafetensors(file: string, shapes: Array<{ name: string; shape: number[] }>, tensors: Iterable<NamedTensor>, metadata: Record<string, string> = {}): void {
   const hb = encodeHeader(shapes.map((t) => ({ ...t, dtype: 'F32' as const })), metadata);
-  const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.tmp`);
+  removeStaleTemps(file);
+  const tmp = tempPath(file);
   const fd = fs.openSync(tmp, 'w');
   try {
     fs.writeSync(fd, hb);

@@ -18,8 +18,17 @@ export function defaultProbeData(): TerminalData {
   return defaultProbe;
 }
 
-/** Why these scores cannot rank weights, or null. */
+/** Why these scores cannot rank weights on probe data, or null. */
 export function checkScores(scores: Float32Array, rows: number, cols: number): string | null {
+  const p = scoresProblem(scores, rows, cols);
+  if (!p) return null;
+  return p.kind === 'non-finite' ? `non-finite scores on probe data (${p.nan} NaN, ${p.inf} inf of ${scores.length})` : 'constant: scores do not vary within any row on probe data';
+}
+
+export type ScoresProblem = { kind: 'non-finite'; nan: number; inf: number } | { kind: 'constant' };
+
+/** NaN/inf scores, or scores constant within every row: what makes a metric unusable (the search's test, also applied to real layers by prune). */
+export function scoresProblem(scores: Float32Array, rows: number, cols: number): ScoresProblem | null {
   let nan = 0;
   let inf = 0;
   for (let i = 0; i < scores.length; i++) {
@@ -27,7 +36,7 @@ export function checkScores(scores: Float32Array, rows: number, cols: number): s
     if (v !== v) nan++;
     else if (v === Infinity || v === -Infinity) inf++;
   }
-  if (nan || inf) return `non-finite scores on probe data (${nan} NaN, ${inf} inf of ${scores.length})`;
+  if (nan || inf) return { kind: 'non-finite', nan, inf };
   if (cols > 1) {
     let varying = false;
     for (let r = 0; r < rows && !varying; r++) {
@@ -39,7 +48,7 @@ export function checkScores(scores: Float32Array, rows: number, cols: number): s
         }
       }
     }
-    if (!varying) return 'constant: scores do not vary within any row on probe data';
+    if (!varying) return { kind: 'constant' };
   }
   return null;
 }

@@ -10,8 +10,10 @@
  * and draws progress from the callback.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { makeDirs } from '../files.ts';
+import { acquireWriterLock, type WriterLock } from '../store/lock.ts';
 import { InputError } from '../errors.ts';
 import { CandidateEvaluator, type FitnessCounters } from '../eval/fitness.ts';
 import type { TaskRunner } from '../eval/task-runner.ts';
@@ -21,9 +23,9 @@ import { listRuns, type RunStore } from '../store/store.ts';
 import { runBaselines } from './baselines.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
-import { openRun, prepareData, tokensSha256, versions } from './setup.ts';
+import { openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
 import { modelSha256 as modelHash, resolveModel } from '../model/load.ts';
-import { FIELD_NAMES, SEARCH_DEFAULTS, shortTokens, type GpOptions, type SearchSettings, type SettingNames } from './settings.ts';
+import { FIELD_NAMES, SEARCH_DEFAULTS, checkSettings, shortTokens, type GpOptions, type SearchSettings, type SettingNames } from './settings.ts';
 
 /** The model files: an ONNX file, and the tokenizer for text data. */
 export interface ModelFiles {
@@ -103,10 +105,36 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
   const modelSha256 = await modelHash(resolveModel(model.modelPath));
-  const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(o.model !== undefined || !resume ? { modelSha256 } : {}) };
+  const requested: Partial<SearchSettings> = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
-  const opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);
+  if (full) checkSettings(full, names); // the whole configuration, before the database is created
+  // One writer per database: the lock is held from before the run is looked up until the end.
+  // Only the lock holder may remove a database it created (never another writer's).
+  const madeDirs = makeDirs(dirname(resolve(o.db)));
+  let lock: WriterLock;
+  try {
+    lock = acquireWriterLock(o.db);
+  } catch (e) {
+    removeNewDatabase(o.db, true, madeDirs);
+    throw e;
+  }
+  const dbExisted = existsSync(o.db);
+  let opened: OpenedRun;
+  try {
+    opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);
+  } catch (e) {
+    removeNewDatabase(o.db, dbExisted, madeDirs);
+    lock.release();
+    throw e;
+  }
   const { settings } = opened;
+  if (opened.resumed && settings.modelSha256 !== modelSha256) {
+    opened.db.close();
+    lock.release();
+    throw new InputError(
+      `${names.resume}: ${model.modelPath} is not the model run ${opened.store!.runId} was started with (sha256 ${modelSha256.slice(0, 12)}… now, ${String(settings.modelSha256).slice(0, 12)}… then); a run never mixes two models`,
+    );
+  }
   let store = opened.store as RunStore; // set below for a new run, before anything can use it
   if (opened.resumed) log(opened.finished ? `run ${store.runId} in ${o.db} is already finished` : `resuming run ${store.runId} from ${o.db}`);
   const markNow = (): void => store?.setStatus('interrupted');
@@ -114,14 +142,15 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   let runner: TaskRunner | undefined;
   try {
     if (opened.finished) return summarize(store, o.db, 'finished', true, null, performance.now() - t0);
-    const data = await prepareData(settings, { modelPath: model.modelPath, tokenizerPath: model.tokenizerPath, dbPath: o.db }, { log, names, onProgress: (stage, done, total) => o.onProgress?.({ kind: 'statistics', stage, done, total }) });
-    const tokHash = tokensSha256(data.tokens);
-    if (opened.resumed) {
+    const checkHashes = (h: DataHashes): void => {
+      if (!opened.resumed) return;
       const stored = store.run.dataHashes;
-      if (stored.fitness && stored.fitness !== tokHash) throw new InputError(`${names.resume}: the fitness data ${settings.fitnessData} changed since run ${store.runId} started (token hash differs)`);
-    } else {
-      store = opened.create({ fitness: tokHash });
-    }
+      if (stored.fitness && stored.fitness !== h.fitness) throw new InputError(`${names.resume}: the fitness data ${settings.fitnessData} changed since run ${store.runId} started (token hash differs)`);
+      if (stored.stats && stored.stats !== h.stats) throw new InputError(`${names.resume}: the statistics file ${settings.stats} changed since run ${store.runId} started (sha256 differs)`);
+    };
+    const data = await prepareData(settings, { modelPath: model.modelPath, tokenizerPath: model.tokenizerPath, dbPath: o.db }, { log, names, checkHashes, onProgress: (stage, done, total) => o.onProgress?.({ kind: 'statistics', stage, done, total }) });
+    const tokHash = data.hashes.fitness;
+    if (!opened.resumed) store = opened.create({ ...data.hashes });
     store.setStatus('running');
     const secondsBefore = store.run.seconds;
     log(`${data.layers.length} prunable layers; statistics ${data.statsCached ? 'read from' : 'written to'} ${data.statsFile} (${data.statsSeconds.toFixed(1)} s)`);
@@ -150,11 +179,31 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     return summarize(store, o.db, status, opened.resumed, evaluator.counters, performance.now() - t0);
   } catch (e) {
     if (store) store.setStatus(e instanceof InputError ? 'interrupted' : 'failed', (e as Error).message ?? String(e));
+    else {
+      opened.db.close();
+      removeNewDatabase(o.db, dbExisted, madeDirs); // no run was created: leave nothing behind
+    }
     throw e;
   } finally {
     o.stopNow?.removeEventListener('abort', markNow);
     if (runner) await runner.close();
-    opened.db.close();
+    if (opened.db.open) opened.db.close();
+    lock.release();
+  }
+}
+
+/**
+ * Remove a database this call created (with its WAL files) when no run went into it, and the
+ * folders made for it when they are empty. Called by the lock holder only, before it lets go.
+ */
+function removeNewDatabase(db: string, existed: boolean, madeDirs: string[]): void {
+  if (!existed) for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${db}${suffix}`, { force: true });
+  for (const d of [...madeDirs].reverse()) {
+    try {
+      rmdirSync(d);
+    } catch {
+      break; // not empty: something else lives there now
+    }
   }
 }
 

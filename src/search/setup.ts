@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { InputError } from '../errors.ts';
 import type { ModelProto } from '../onnx/proto.ts';
 import { loadModelGraph, resolveModel } from '../model/load.ts';
+import { graphMaxPositions } from '../onnx/max-positions.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts';
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
@@ -20,7 +21,7 @@ import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
 import type { WorkerInit } from '../eval/worker.ts';
-import { readStats, tokensSha256, workerInit } from '../eval/job.ts';
+import { fileSha256, readStats, tokensSha256, workerInit } from '../eval/job.ts';
 import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
 
 export { tokensSha256 };
@@ -108,6 +109,7 @@ export interface PreparedData {
   statsFile: string;
   statsCached: boolean;
   statsSeconds: number;
+  hashes: DataHashes;
 }
 
 /**
@@ -119,10 +121,20 @@ export interface PreparedData {
 export async function prepareData(
   s: SearchSettings,
   paths: { modelPath: string; tokenizerPath?: string; dbPath: string },
-  opts: { threads?: number; batchSize?: number; log?: (msg: string) => void; onProgress?: (stage: 'G' | 'X', done: number, total: number) => void; names?: SettingNames },
+  opts: {
+    threads?: number;
+    batchSize?: number;
+    log?: (msg: string) => void;
+    onProgress?: (stage: 'G' | 'X', done: number, total: number) => void;
+    names?: SettingNames;
+    /** Called with the fitness tokens' and the user's statistics file's sha256 before any statistics are computed (a resumed run refuses changed data here). */
+    checkHashes?: (hashes: DataHashes) => void;
+  },
 ): Promise<PreparedData> {
   const log = opts.log ?? (() => {});
   const model = await loadModelGraph(resolveModel(paths.modelPath));
+  const maxPositions = graphMaxPositions(model);
+  if (maxPositions !== undefined && s.seqlen > maxPositions) throw new InputError(`${(opts.names ?? FIELD_NAMES).seqlen} ${s.seqlen}: the model has ${maxPositions} positions; use at most ${maxPositions}`);
   const layers = prunableLayers(model);
   const pattern = parsePattern(s.pattern, s.sparsity);
   if (pattern.kind === 'nm') {
@@ -132,6 +144,8 @@ export async function prepareData(
   const vocabSize = modelVocabSize(model);
   const tokens = await loadTokens(s.fitnessData, { tokenizerPath: paths.tokenizerPath, vocabSize });
   if (tokens.length < s.seqlen + 1) throw new InputError(`${(opts.names ?? FIELD_NAMES).fitnessData} ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
+  const hashes: DataHashes = { fitness: tokensSha256(tokens), ...(s.stats ? { stats: await statsFileSha256(s.stats, (opts.names ?? FIELD_NAMES).stats) } : {}) };
+  opts.checkHashes?.(hashes);
 
   const cacheFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
   // `G` says where G came from, so a cache completed from a user's file never passes for computed statistics.
@@ -165,7 +179,18 @@ export async function prepareData(
       : new Map<number, number>();
   const layerSparsity = blockSparsity.size ? layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) : undefined;
   const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity });
-  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds };
+  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds, hashes };
+}
+
+/** sha256 of the fitness token ids and of a user's statistics file: what a run stores and a resume compares. */
+export interface DataHashes {
+  fitness: string;
+  stats?: string;
+}
+
+async function statsFileSha256(file: string, flag: string): Promise<string> {
+  if (!existsSync(file) || !statSync(file).isFile()) throw new InputError(`${flag} ${file}: not found or not a file`);
+  return fileSha256(file);
 }
 
 /** True when the cache file exists and was made for exactly these settings. */

@@ -4,7 +4,8 @@
  * written to it, so a wrong --db never damages someone's file.
  */
 import Database from 'better-sqlite3';
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { makeDirs } from '../files.ts';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 
@@ -155,9 +156,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   } else {
     const dir = dirname(abs);
     try {
-      mkdirSync(dir, { recursive: true });
+      makeDirs(dir);
     } catch (e) {
-      throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      throw new InputError(`${path}: ${(e as Error).message}`);
     }
     checkWritable(path, dir, 'folder');
   }
@@ -227,6 +228,7 @@ function migrate(path: string, db: DB, readonly: boolean): void {
   const v = schemaVersion(db);
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
   if (v === SCHEMA_VERSION) return;
+  if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
   if (readonly) throw new InputError(`${path}: schema ${v} is older than ${SCHEMA_VERSION}; open it once with \`symprune search --resume\` to migrate`);
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {

@@ -4,7 +4,8 @@
  * the output folder. The card carries the final test perplexity and, as the yardstick,
  * the perplexity of an add-one-smoothed unigram model of the same tokenizer.
  */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, writeFileSync, rmSync } from 'node:fs';
+import { makeDirs } from '../files.ts';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
 import { trainBpe, saveTokenizerJson } from '../data/bpe-train.ts';
@@ -57,15 +58,14 @@ export async function runTraining(cfg: TrainConfig, outDir: string, opts: RunOpt
   const log = opts.log ?? (() => {});
   const started = performance.now();
   if (opts.resume && !hasCheckpoint(checkpointDirOf(outDir))) throw new InputError(`--resume: no checkpoint in ${checkpointDirOf(outDir)}`);
-  mkdirSync(outDir, { recursive: true });
+  makeDirs(outDir);
   const tokPath = join(outDir, 'tokenizer.json');
   if (cfg.tokenizer.path) {
     if (resolve(cfg.tokenizer.path) !== resolve(tokPath)) copyFileSync(cfg.tokenizer.path, tokPath);
   } else if (!(opts.resume && existsSync(tokPath))) {
     log(`training a byte-level BPE tokenizer (${cfg.tokenizer.vocabSize} tokens) on ${cfg.data.train}`);
     const bpe = trainBpe(loadText(cfg.data.train, 'data.train'), { vocabSize: cfg.tokenizer.vocabSize });
-    saveTokenizerJson(bpe, `${tokPath}.tmp`);
-    renameSync(`${tokPath}.tmp`, tokPath);
+    saveTokenizerJson(bpe, tokPath);
   }
   const load = (spec: string) => loadTokens(spec, { tokenizerPath: tokPath, vocabSize: cfg.model.vocabSize });
   const train = await load(cfg.data.train);

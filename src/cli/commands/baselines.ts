@@ -11,11 +11,13 @@ import { cloneModel } from '../../onnx/graph-edit.ts';
 import { loadTokens } from '../../data/dataset.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
 import { progress } from '../progress.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from '../../prune/prune-model.ts';
 import { parsePattern } from '../../prune/score.ts';
-import { allocationFlags, allocationFromArgs, checkCalibrationMode, evaluateModel, metricFromArg } from './prune.ts';
+import { CALIBRATION_MODES, allocationFlags, allocationFromArgs, checkCalibrationMode, checkEvalTokens, evaluateModel, metricFromArg } from './prune.ts';
 import { type Allocation } from '../../prune/allocation.ts';
 import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
@@ -72,19 +74,19 @@ export const baselinesCommand: CommandModule<object, Args> = {
   describe: 'brown:test perplexity of the dense model and of every baseline pruning method',
   builder: (y) =>
     deviceFlags(taskFlag(allocationFlags(y), true))
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('metric', { type: 'string', describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' })
-      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
-      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
-      .option('methods', { type: 'string', describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` })
-      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot or sequential' })
-      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
-      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and evaluation) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
-      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated brown:test tokens' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('metric', stringFlag('metric', { describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' }))
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
+      .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
+      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` }))
+      .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot or sequential' }))
+      .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (calibration and evaluation) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: 'cap on evaluated brown:test tokens (at least one window of --seqlen)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
     applyDeviceFlags(a);
     const t0 = performance.now();
@@ -93,6 +95,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
+    checkEvalTokens(a['eval-tokens'], a.seqlen);
     const allocation = allocationFromArgs(a, pattern);
     const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
     const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
@@ -110,6 +113,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const { modelPath, tokenizerPath } = described;
     const tok = taskTokenizer(tasks, tokenizerPath);
     const model = await loadModelGraph(described);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
     const layers = prunableLayers(model);
     const vocabSize = modelVocabSize(model);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize, seed: CALIBRATION_SEED });

@@ -11,6 +11,8 @@ import { resolveModel } from '../../model/load.ts';
 import { openModelSource } from '../../model/source.ts';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress, type Progress } from '../progress.ts';
+import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, modelFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 import { scoreTasks } from '../../eval/zero-shot.ts';
 
@@ -33,18 +35,16 @@ export const evalCommand: CommandModule<object, Args> = {
   describe: 'perplexity of a model (non-overlapping windows, exp of the mean next-token NLL)',
   builder: (y) =>
     deviceFlags(taskFlag(y, false))
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('data', { type: 'string', default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('seqlen', { type: 'number', default: 128, describe: 'tokens per window' })
-      .option('max-tokens', { type: 'number', describe: 'use only the first N tokens of the data' })
-      .option('batch-size', { type: 'number', describe: 'windows per onnxruntime run (default: by logits size, at most 16)' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('data', dataFlag('data', { default: DEFAULT_EVAL_DATA, describe: 'brown:train|calib|search|test, FILE.txt, FILE.npy or FILE.bin (uint16 ids)' }))
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('seqlen', intFlag('seqlen', { min: 2, default: 128, describe: 'tokens per window' }))
+      .option('max-tokens', intFlag('max-tokens', { min: 2, describe: 'use only the first N tokens of the data' }))
+      .option('batch-size', intFlag('batch-size', { min: 1, max: 4096, describe: 'windows per onnxruntime run (default: by logits size, at most 16)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
-    if (!Number.isInteger(a.seqlen) || a.seqlen < 2) throw new InputError(`--seqlen ${a.seqlen}: must be an integer of at least 2`);
-    if (a.maxTokens !== undefined && (!Number.isInteger(a.maxTokens) || a.maxTokens < 1)) throw new InputError(`--max-tokens ${a.maxTokens}: must be a positive integer`);
-    if (a.batchSize !== undefined && (!Number.isInteger(a.batchSize) || a.batchSize < 1)) throw new InputError(`--batch-size ${a.batchSize}: must be a positive integer`);
+    if (a.maxTokens !== undefined && a.maxTokens < a.seqlen) throw new InputError(`--max-tokens ${a.maxTokens}: fewer than one window of --seqlen ${a.seqlen}`);
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
@@ -53,6 +53,7 @@ export const evalCommand: CommandModule<object, Args> = {
     const source = await openModelSource(described);
     let r;
     try {
+      checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(source.model));
       const tokens = await loadTokens(a.data, { tokenizerPath, vocabSize: sourceVocabSize(source) || undefined });
       let bar: Progress | null = null;
       try {

@@ -1,9 +1,10 @@
 /** `symprune export`: write a metric found by a search in a format `symprune prune --metric` (or a paper) reads. */
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { openDatabase } from '../../store/schema.ts';
+import { booleanFlag, choiceFlag, inputFileFlag, intFlag, makeDirs, outputFileFlag } from '../validate.ts';
 import { exportMetric, exportPareto, EXPORT_FORMATS, type ExportFormat } from '../../store/export.ts';
 
 interface Args {
@@ -21,13 +22,13 @@ export const exportCommand: CommandModule<object, Args> = {
   describe: 'write the best (or K-th best) metric of a search as JSON, Pruner-Zero JSON, infix or LaTeX',
   builder: (y) =>
     y
-      .option('db', { type: 'string', demandOption: true, describe: 'search database (.sqlite)' })
-      .option('rank', { type: 'number', default: 1, describe: 'leaderboard rank to export (1 = best)' })
-      .option('run', { type: 'number', describe: 'run id (default: the latest run in the file)' })
-      .option('format', { choices: EXPORT_FORMATS, describe: 'json and pruner-zero and infix feed `symprune prune --metric`; latex is for papers (needed unless --pareto)' })
-      .option('pareto', { type: 'boolean', describe: 'write the Pareto front (best perplexity per tree size) instead: --out FILE.json, .csv, .svg or .png' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output file' })
-      .option('json', { type: 'boolean', describe: 'print a JSON summary line' }) as never,
+      .option('db', inputFileFlag('db', { demandOption: true, describe: 'search database (.sqlite)' }))
+      .option('rank', intFlag('rank', { min: 1, default: 1, describe: 'leaderboard rank to export (1 = best)' }))
+      .option('run', intFlag('run', { min: 1, describe: 'run id (default: the latest run in the file)' }))
+      .option('format', choiceFlag('format', EXPORT_FORMATS, { describe: 'json and pruner-zero and infix feed `symprune prune --metric`; latex is for papers (needed unless --pareto)' }))
+      .option('pareto', booleanFlag('write the Pareto front (best perplexity per tree size) instead: --out FILE.json, .csv, .svg or .png'))
+      .option('out', outputFileFlag('out', { demandOption: true, describe: 'output file' }))
+      .option('json', booleanFlag('print a JSON summary line')) as never,
   handler: (a) => {
     if (resolve(a.out) === resolve(a.db)) throw new InputError(`--out ${a.out}: would overwrite the database`);
     if (a.pareto) return writePareto(a);
@@ -41,6 +42,7 @@ export const exportCommand: CommandModule<object, Args> = {
       db.close();
     }
     try {
+      makeDirs(dirname(resolve(a.out)));
       writeFileSync(a.out, result.text);
     } catch (e) {
       throw new InputError(`--out ${a.out}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
@@ -61,6 +63,7 @@ function writePareto(a: Args): void {
     db.close();
   }
   try {
+    makeDirs(dirname(resolve(a.out)));
     writeFileSync(a.out, r.data);
   } catch (e) {
     throw new InputError(`--out ${a.out}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`);

@@ -8,6 +8,7 @@ import { initializerStats } from '../../onnx/graph-edit.ts';
 import { DataType } from '../../onnx/proto.ts';
 import { discoverLayers } from '../../prune/discover.ts';
 import { loadModelGraph, resolveModel } from '../../model/load.ts';
+import { booleanFlag, modelFlag } from '../validate.ts';
 
 interface Args {
   model?: string;
@@ -22,9 +23,9 @@ export const inspectCommand: CommandModule<object, Args> = {
   describe: 'list the prunable linear layers of a model ([out, in] shapes, parameters) and totals',
   builder: (y) =>
     y
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('all', { type: 'boolean', describe: 'also list lm_head and the token embedding' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('model', modelFlag())
+      .option('all', booleanFlag('also list lm_head and the token embedding'))
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: async (a) => {
     const described = resolveModel(a.model);
     const { modelPath } = described;

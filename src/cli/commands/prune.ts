@@ -19,9 +19,11 @@ import { openModelSource } from '../../model/source.ts';
 import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/prune-file.ts';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
-import { baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
+import { METHOD_NAMES, baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { prunableLayers, type CalibrationMode } from '../../prune/prune-model.ts';
+import { prunableLayers, type CalibrationMode, type LayerReport } from '../../prune/prune-model.ts';
 import { buildPruneReport } from '../../prune/prune-report.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
@@ -56,9 +58,9 @@ interface Args extends DeviceArgs {
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
 export function allocationFlags<T>(y: import('yargs').Argv<T>): import('yargs').Argv<T> {
   return y
-    .option('allocation', { type: 'string', default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' })
-    .option('owl-m', { type: 'number', default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" })
-    .option('owl-lambda', { type: 'number', default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" }) as never;
+    .option('allocation', choiceFlag('allocation', ['uniform', 'owl'], { default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' }))
+    .option('owl-m', numberFlag('owl-m', { min: 0, minExclusive: true, default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" }))
+    .option('owl-lambda', numberFlag('owl-lambda', { min: 0, max: 0.5, maxExclusive: true, default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" })) as never;
 }
 
 /** --allocation with --owl-m/--owl-lambda, refused for N:M patterns. */
@@ -103,6 +105,33 @@ export function checkOutDir(out: string, modelPath: string, modelDir: string): s
   return dir;
 }
 
+/**
+ * One line when a metric's scores could not rank the weights of some layers: NaN/inf, or
+ * constant within every row (the mask then follows column order). The search rejects such
+ * metrics as invalid; prune still prunes, and says so.
+ */
+export function degenerateWarning(label: string, layers: LayerReport[]): string | null {
+  const of = (kind: 'constant' | 'non-finite'): LayerReport[] => layers.filter((l) => l.problem?.kind === kind);
+  const constant = of('constant');
+  const nonFinite = of('non-finite');
+  if (!constant.length && !nonFinite.length) return null;
+  const parts: string[] = [];
+  const where = (ls: LayerReport[]): string => `${ls.length} of ${layers.length} layers (${ls[0]!.name}${ls.length > 1 ? ', ...' : ''})`;
+  if (constant.length) parts.push(`constant within every row in ${where(constant)}`);
+  if (nonFinite.length) {
+    const p = nonFinite[0]!.problem as { nan: number; inf: number };
+    parts.push(`NaN or infinite in ${where(nonFinite)}: ${p.nan} NaN and ${p.inf} infinite scores in the first`);
+  }
+  return `symprune: warning: metric ${label}: scores are ${parts.join('; ')}; there the mask does not follow the metric (the search rejects such metrics as invalid)`;
+}
+
+export const CALIBRATION_MODES = ['one-shot', 'sequential'] as const;
+
+/** `--eval-tokens` must cover at least one window, or the perplexity is over nothing. */
+export function checkEvalTokens(evalTokens: number | undefined, seqlen: number): void {
+  if (evalTokens !== undefined && evalTokens < seqlen) throw new InputError(`--eval-tokens ${evalTokens}: fewer than one window of --seqlen ${seqlen}`);
+}
+
 export function checkCalibrationMode(mode: string): CalibrationMode {
   if (mode !== 'one-shot' && mode !== 'sequential') throw new InputError(`--calibration ${mode}: expected one-shot or sequential`);
   return mode;
@@ -125,23 +154,23 @@ export const pruneCommand: CommandModule<object, Args> = {
   describe: 'prune an ONNX decoder with a metric or a baseline method and write the pruned model',
   builder: (y) =>
     deviceFlags(taskFlag(allocationFlags(y), true))
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('format', { type: 'string', describe: 'output: hf (safetensors folder, as the input) or onnx; default: the input\'s form' })
-      .option('metric', { type: 'string', describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' })
-      .option('method', { type: 'string', describe: 'baseline: magnitude, wanda, gblm, ria, pruner-zero, random, sparsegpt' })
-      .option('sparsity', { type: 'number', default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' })
-      .option('pattern', { type: 'string', default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' })
-      .option('calibration', { type: 'string', default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' })
-      .option('data', { type: 'string', describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
-      .option('seqlen', { type: 'number', describe: `tokens per window (calibration and --eval) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
-      .option('stats', { type: 'string', describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' })
-      .option('eval', { type: 'boolean', describe: 'measure brown:test perplexity of the pruned model' })
-      .option('eval-tokens', { type: 'number', describe: 'cap on evaluated tokens' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print prune.json to stdout' }) as never,
+      .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('format', choiceFlag('format', ['hf', 'onnx'], { describe: "output: hf (safetensors folder, as the input) or onnx; default: the input's form" }))
+      .option('metric', stringFlag('metric', { describe: 'metric: a file (infix, JSON, Pruner-Zero tree JSON) or an infix expression' }))
+      .option('method', choiceFlag('method', METHOD_NAMES, { describe: 'baseline' }))
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
+      .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
+      .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot (dense statistics) or sequential (block by block)' }))
+      .option('data', dataFlag('data', { describe: `calibration data: brown:<split>, FILE.txt, FILE.npy, FILE.bin (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (calibration and --eval) (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
+      .option('stats', inputFileFlag('stats', { describe: 'safetensors file of per-layer statistics (L.G [out,in], L.X [in]), e.g. from `symprune stats`: G is used whenever the metric reads it, X only with --calibration one-shot' }))
+      .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder: the pruned model (config.json + safetensors, or model.onnx), tokenizer files, prune.json' }))
+      .option('eval', booleanFlag('measure brown:test perplexity of the pruned model'))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: 'cap on evaluated tokens (at least one window of --seqlen)' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print prune.json to stdout')) as never,
   handler: async (a) => {
     const t0 = performance.now();
     // Flags first: nothing is loaded or written before they are all valid.
@@ -152,6 +181,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
+    checkEvalTokens(a['eval-tokens'], a.seqlen);
     const method = a.metric !== undefined ? metricFromArg(a.metric) : baselineMethod(a.method!);
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
@@ -171,6 +201,10 @@ export const pruneCommand: CommandModule<object, Args> = {
         allocation.kind === 'owl' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
+      if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
+      makeDirs(outDir);
+      const previous = ['model.onnx', 'model.safetensors', 'model.safetensors.index.json'].map((f) => path.join(outDir, f)).filter((f) => fs.existsSync(f));
+      if (previous.length) process.stderr.write(`symprune: note: replacing the model in ${outDir} (${previous.map((f) => path.basename(f)).join(', ')})\n`);
       const windows = needWindows
         ? await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(model), seed: CALIBRATION_SEED })
         : undefined;
@@ -197,6 +231,8 @@ export const pruneCommand: CommandModule<object, Args> = {
         },
       });
       (bar as ReturnType<typeof progress> | null)?.done();
+      const warning = degenerateWarning(result.label, result.layers);
+      if (warning) process.stderr.write(warning + '\n');
 
       const evaluated = pruned.kind === 'memory' ? pruned.model : pruned.file;
       const ppl = a.eval ? await evaluateModel(evaluated, { tokenizerPath, seqlen: a.seqlen, maxTokens: a['eval-tokens'], threads: a.threads, maxMemory }) : null;

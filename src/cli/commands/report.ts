@@ -1,8 +1,10 @@
 /** `symprune report`: leaderboard, fitness curve and correlation analysis of a search database. */
 import { writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
 import { openDatabase } from '../../store/schema.ts';
+import { booleanFlag, inputFileFlag, intFlag, makeDirs, outputFileFlag } from '../validate.ts';
 import { buildReport, formatReport, reportJson, reportPng, reportSvg } from '../../store/report.ts';
 
 interface Args {
@@ -18,19 +20,18 @@ export const reportCommand: CommandModule<object, Args> = {
   describe: 'leaderboard, fitness curve and correlation analysis of a search database',
   builder: (y) =>
     y
-      .option('db', { type: 'string', demandOption: true, describe: 'search database (.sqlite)' })
-      .option('json', { type: 'boolean', describe: 'print the report as JSON' })
-      .option('plot', { type: 'string', describe: 'write the best/median fitness curve to FILE.svg or FILE.png' })
-      .option('run', { type: 'number', describe: 'run id (default: the latest run in the file)' })
-      .option('top', { type: 'number', default: 10, describe: 'leaderboard length' }) as never,
+      .option('db', inputFileFlag('db', { demandOption: true, describe: 'search database (.sqlite)' }))
+      .option('json', booleanFlag('print the report as JSON'))
+      .option('plot', outputFileFlag('plot', { ext: /\.(svg|png)$/i, extName: '.svg or .png', describe: 'write the best/median fitness curve to FILE.svg or FILE.png' }))
+      .option('run', intFlag('run', { min: 1, describe: 'run id (default: the latest run in the file)' }))
+      .option('top', intFlag('top', { min: 1, default: 10, describe: 'leaderboard length' })) as never,
   handler: (a) => {
-    if (a.plot !== undefined && !/\.(svg|png)$/i.test(a.plot)) throw new InputError(`--plot ${a.plot}: expected a file name ending in .svg or .png`);
-    if (!Number.isInteger(a.top) || a.top < 1) throw new InputError(`--top must be a positive integer, got ${a.top}`);
     const db = openDatabase(a.db, { readonly: true });
     try {
       const r = buildReport(db, a.db, { run: a.run, top: a.top });
       if (a.plot) {
         try {
+          makeDirs(dirname(resolve(a.plot)));
           writeFileSync(a.plot, /\.png$/i.test(a.plot) ? reportPng(r) : reportSvg(r));
         } catch (e) {
           throw new InputError(`--plot ${a.plot}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)})`);

@@ -1,15 +1,16 @@
 /** `symprune search`: evolve pruning metrics on a model, logging everything to SQLite. */
 import { resolve } from 'node:path';
-import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import type { CommandModule } from 'yargs';
+import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
 import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
 import { queueRunner, type Fault } from '../../search/runners.ts';
 import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
-import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { progress, type Progress } from '../progress.ts';
+import { calibrationShape } from '../../prune/calibration-windows.ts';
+import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
 import { allocationFlags } from './prune.ts';
 import { parseAllocation } from '../../prune/allocation.ts';
 import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
@@ -136,35 +137,35 @@ export const searchCommand: CommandModule<object, Args> = {
   describe: 'evolve pruning metrics by genetic programming; every individual and evaluation goes to a SQLite file',
   builder: (y) =>
     allocationFlags(deviceFlags(y, true))
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('sparsity', { type: 'number', describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` })
-      .option('pattern', { type: 'string', describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` })
-      .option('population', { type: 'number', describe: `population size (default ${d.population})` })
-      .option('iterations', { type: 'number', describe: `steady-state iterations, one child each (default ${d.iterations})` })
-      .option('generations', { type: 'number', describe: 'generational mode: number of generations (instead of --iterations)' })
-      .option('batch', { type: 'number', describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' })
-      .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core; none with --queue)' })
-      .option('seed', { type: 'number', describe: `random seed (default ${d.seed})` })
-      .option('db', { type: 'string', describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' })
-      .option('resume', { type: 'boolean', describe: 'continue the run in --db where it stopped' })
-      .option('eval-tokens', { type: 'number', describe: `fitness tokens at the full budget (default ${d.evalTokens})` })
-      .option('short-fraction', { type: 'number', describe: `short budget as a fraction of --eval-tokens (default ${d.shortFraction})` })
-      .option('margin', { type: 'number', describe: `full budget only within this relative margin of the best short perplexity (default ${d.margin})` })
-      .option('seqlen', { type: 'number', describe: `tokens per window (default ${d.seqlen})` })
-      .option('data', { type: 'string', describe: `calibration data for X and G (default ${d.calibData})` })
-      .option('nsamples', { type: 'number', describe: `calibration windows (default ${d.nsamples})` })
-      .option('stats', { type: 'string', describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' })
-      .option('fitness-data', { type: 'string', describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` })
-      .option('seed-known', { type: 'boolean', describe: 'start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics' })
-      .option('baselines', { type: 'string', describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` })
-      .option('max-depth', { type: 'number', describe: 'deepest tree allowed (default 8)' })
-      .option('max-size', { type: 'number', describe: 'most nodes in a tree (default 32)' })
-      .option('operators', { type: 'string', describe: `comma-separated operators the trees may use (default all: ${[...UNARY_OPS, ...BINARY_OPS].join(',')})` })
-      .option('terminals', { type: 'string', describe: `comma-separated terminals (default ${TERMINALS.join(',')})` })
-      .option('task-timeout', { type: 'number', describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' })
-      .option('queue', { type: 'string', describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' })
-      .option('json', { type: 'boolean', describe: 'print one JSON line at the end' }) as never,
+      .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
+      .option('pattern', stringFlag('pattern', { describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` }))
+      .option('population', intFlag('population', { min: 2, describe: `population size (default ${d.population})` }))
+      .option('iterations', intFlag('iterations', { min: 0, describe: `steady-state iterations, one child each (default ${d.iterations})` }))
+      .option('generations', intFlag('generations', { min: 0, describe: 'generational mode: number of generations (instead of --iterations)' }))
+      .option('batch', intFlag('batch', { min: 1, describe: 'children evaluated in parallel per step, fixed for the run (default: 2 x --workers)' }))
+      .option('workers', intFlag('workers', { min: 1, describe: 'evaluation worker threads, at most one per core (default: one per core; none with --queue)' }))
+      .option('seed', intFlag('seed', { min: 0, describe: `random seed (default ${d.seed})` }))
+      .option('db', outputFileFlag('db', { describe: 'search database (default runs/search-<date>.sqlite; required with --resume)' }))
+      .option('resume', booleanFlag('continue the run in --db where it stopped'))
+      .option('eval-tokens', intFlag('eval-tokens', { min: 2, describe: `fitness tokens at the full budget (default ${d.evalTokens})` }))
+      .option('short-fraction', numberFlag('short-fraction', { min: 0, max: 1, minExclusive: true, describe: `short budget as a fraction of --eval-tokens (default ${d.shortFraction})` }))
+      .option('margin', numberFlag('margin', { min: 0, describe: `full budget only within this relative margin of the best short perplexity (default ${d.margin})` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (default ${d.seqlen})` }))
+      .option('data', dataFlag('data', { describe: `calibration data for X and G (default ${d.calibData})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${d.nsamples})` }))
+      .option('stats', inputFileFlag('stats', { describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' }))
+      .option('fitness-data', dataFlag('fitness-data', { describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` }))
+      .option('seed-known', booleanFlag('start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics'))
+      .option('baselines', stringFlag('baselines', { describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` }))
+      .option('max-depth', intFlag('max-depth', { min: 1, describe: 'deepest tree allowed (default 8)' }))
+      .option('max-size', intFlag('max-size', { min: 1, describe: 'most nodes in a tree (default 32)' }))
+      .option('operators', stringFlag('operators', { describe: `comma-separated operators the trees may use (default all: ${[...UNARY_OPS, ...BINARY_OPS].join(',')})` }))
+      .option('terminals', stringFlag('terminals', { describe: `comma-separated terminals (default ${TERMINALS.join(',')})` }))
+      .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
+      .option('queue', stringFlag('queue', { describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' }))
+      .option('json', booleanFlag('print one JSON line at the end')) as never,
   handler: async (a) => {
     applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
@@ -191,15 +192,16 @@ export const searchCommand: CommandModule<object, Args> = {
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
       allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']),
-      baselines: a.baselines === undefined ? undefined : a.baselines === 'none' || a.baselines === '' ? [] : a.baselines.split(',').map((s) => s.trim()),
+      baselines: a.baselines === undefined ? undefined : a.baselines === 'none' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];
     const db = a.db ?? `runs/search-${new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}.sqlite`;
+    if (a.db === undefined) checkOutputFile('--db', db);
     const tty = process.stderr.isTTY === true;
     const log = (l: string): void => {
       if (tty || !a.json) process.stderr.write(l + '\n');
     };
-    if (a.workers !== undefined && !(Number.isInteger(a.workers) && a.workers >= 1)) throw new InputError(`--workers ${a.workers}: must be a positive integer`);
+    checkWorkers(a.workers);
     // The model: the flag, else (resume) the run's, else the bundled one.
     const model = a.model !== undefined || !a.resume ? resolveModel(a.model, a.tokenizer) : (storedModel(db) ?? resolveModel(undefined));
     const signals = signalsToAbort(log);

@@ -11,6 +11,8 @@ import { InputError } from '../../errors.ts';
 import { resolveModel } from '../../model/load.ts';
 import { openModelSource } from '../../model/source.ts';
 import { progress } from '../progress.ts';
+import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
+import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
@@ -31,27 +33,26 @@ export const statsCommand: CommandModule<object, Args> = {
   describe: 'write G and X of every prunable layer (dense model) to a safetensors file',
   builder: (y) =>
     deviceFlags(y)
-      .option('model', { type: 'string', describe: 'a Hugging Face folder (config.json + safetensors), an ONNX file, or a folder holding one (default: the bundled model)' })
-      .option('tokenizer', { type: 'string', describe: 'tokenizer.json for text data (default: the one beside the model)' })
-      .option('data', { type: 'string', describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` })
-      .option('nsamples', { type: 'number', describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` })
-      .option('seqlen', { type: 'number', describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` })
-      .option('out', { type: 'string', demandOption: true, describe: 'output FILE.safetensors' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads (default: all cores)' })
-      .option('json', { type: 'boolean', describe: 'print a JSON summary' }) as never,
+      .option('model', modelFlag())
+      .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
+      .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
+      .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
+      .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
+      .option('out', outputFileFlag('out', { demandOption: true, ext: /\.safetensors$/i, extName: '.safetensors', describe: 'output FILE.safetensors' }))
+      .option('threads', threadsFlag())
+      .option('json', booleanFlag('print a JSON summary')) as never,
   handler: async (a) => {
     const t0 = performance.now();
     checkWindowSpec({ nsamples: a.nsamples, seqlen: a.seqlen });
     // A 2-D .npy of samples [n, seqlen] fixes both (used row by row); otherwise the defaults.
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
-    if (!/\.safetensors$/i.test(a.out)) throw new InputError(`--out ${a.out}: expected a .safetensors file name`);
     const { maxMemory } = applyDeviceFlags(a);
     const described = resolveModel(a.model, a.tokenizer);
     const { modelPath, tokenizerPath } = described;
     const out = path.resolve(a.out);
-    if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new InputError(`--out ${a.out}: is a folder`);
     if (out === path.resolve(modelPath)) throw new InputError(`--out ${a.out}: is the input model`);
     const source = await openModelSource(described);
+    checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(source.model));
     const layers = prunableLayers(source.model);
     checkGradientMemory(source, maxMemory);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
@@ -67,7 +68,7 @@ export const statsCommand: CommandModule<object, Args> = {
     await source.close();
     bar.done();
     const xSeconds = (performance.now() - tx) / 1000;
-    fs.mkdirSync(path.dirname(out), { recursive: true });
+    makeDirs(path.dirname(out));
     writeStatsFile(out, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), {
       model: modelPath,
       data: a.data ?? DEFAULT_CALIBRATION_DATA,

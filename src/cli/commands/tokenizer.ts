@@ -2,12 +2,12 @@
  * `symprune tokenizer train`: fit a byte-level BPE tokenizer (GPT-2 style) on Brown's
  * train split or a text file and write it as a Hugging Face tokenizer.json.
  */
-import { renameSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { InputError } from '../../errors.ts';
 import { encodeWithMerges, saveTokenizerJson, trainBpe } from '../../data/bpe-train.ts';
 import { loadText } from '../../data/dataset.ts';
 import { progress } from '../progress.ts';
+import { booleanFlag, dataFlag, intFlag, makeDirs, outputFileFlag } from '../validate.ts';
 
 interface TrainArgs {
   vocab: number;
@@ -21,12 +21,11 @@ const trainSub: CommandModule<object, TrainArgs> = {
   describe: 'train a byte-level BPE tokenizer and save it as tokenizer.json',
   builder: (y) =>
     y
-      .option('vocab', { type: 'number', default: 4096, describe: 'vocabulary size: 256 bytes + merges + <|endoftext|> (last id)' })
-      .option('out', { type: 'string', default: 'tokenizer.json', describe: 'where to write the tokenizer.json' })
-      .option('data', { type: 'string', default: 'brown:train', describe: 'training text: brown:<split> or FILE.txt' })
-      .option('json', { type: 'boolean', describe: 'print one JSON object' }) as never,
+      .option('vocab', intFlag('vocab', { min: 257, max: 1_000_000, default: 4096, describe: 'vocabulary size: 256 bytes + merges + <|endoftext|> (last id)' }))
+      .option('out', outputFileFlag('out', { default: 'tokenizer.json', describe: 'where to write the tokenizer.json' }))
+      .option('data', dataFlag('data', { default: 'brown:train', describe: 'training text: brown:<split> or FILE.txt' }))
+      .option('json', booleanFlag('print one JSON object')) as never,
   handler: (a) => {
-    if (!Number.isInteger(a.vocab) || a.vocab < 257) throw new InputError(`--vocab ${a.vocab}: must be an integer of at least 257`);
     const text = loadText(a.data, '--data');
     const t0 = performance.now();
     const bar = progress('merges', a.vocab);
@@ -37,9 +36,8 @@ const trainSub: CommandModule<object, TrainArgs> = {
       bar.done();
     }
     const seconds = (performance.now() - t0) / 1000;
-    const tmp = `${a.out}.tmp-${process.pid}`;
-    saveTokenizerJson(model, tmp);
-    renameSync(tmp, a.out);
+    makeDirs(dirname(resolve(a.out)));
+    saveTokenizerJson(model, a.out);
     const tokens = encodeWithMerges(model, text).length;
     const r = {
       out: a.out,

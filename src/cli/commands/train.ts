@@ -1,13 +1,36 @@
 /** `symprune train`: train a LLaMA from a config file (how the bundled model is made). */
 import type { CommandModule } from 'yargs';
-import { loadTrainConfig } from '../../train/config.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../../errors.ts';
+import { configHash, loadTrainConfig, type TrainConfig } from '../../train/config.ts';
 import { runTraining } from '../../train/run.ts';
 import { progress, fmtSecs } from '../progress.ts';
+import { booleanFlag, inputFileFlag, intFlag, outputDirFlag, threadsFlag } from '../validate.ts';
+
+/**
+ * Training writes model.onnx, tokenizer.json and card.json into OUT: a folder that already
+ * holds a model of another config (its card's config hash differs, or it has no card) is
+ * refused, since its tokenizer would be replaced long before a new model is written.
+ */
+function checkTrainOut(cfg: TrainConfig, out: string): void {
+  const held = ['model.onnx', 'tokenizer.json', 'card.json'].filter((f) => existsSync(join(out, f)));
+  if (held.length === 0) return;
+  let hash: unknown = null;
+  try {
+    hash = (JSON.parse(readFileSync(join(out, 'card.json'), 'utf8')) as { configHash?: unknown }).configHash;
+  } catch {
+    hash = null; // no card, or not ours: another model
+  }
+  if (hash === configHash(cfg)) return; // the same config: retraining makes the same model
+  throw new InputError(`--out ${out}: holds ${held.join(', ')} of another model; training would replace them (use a new folder, or --force to replace)`);
+}
 
 interface Args {
   config: string;
   out: string;
   resume?: boolean;
+  force?: boolean;
   threads?: number;
   'stop-after'?: number;
   'keep-checkpoint'?: boolean;
@@ -19,15 +42,17 @@ export const trainCommand: CommandModule<object, Args> = {
   describe: 'train a LLaMA on Brown (tokenizer, AdamW, cosine schedule, checkpoints); writes model.onnx, tokenizer.json, card.json',
   builder: (y) =>
     y
-      .option('config', { type: 'string', demandOption: true, describe: 'training config (JSON), e.g. models/brown-llama.train.json' })
-      .option('out', { type: 'string', demandOption: true, describe: 'output folder (model.onnx, tokenizer.json, card.json, checkpoint/)' })
-      .option('resume', { type: 'boolean', describe: 'continue from the checkpoint in OUT/checkpoint' })
-      .option('threads', { type: 'number', describe: 'intra-op threads (default: all cores)' })
-      .option('stop-after', { type: 'number', describe: 'stop after this many steps, keeping a checkpoint to resume from' })
-      .option('keep-checkpoint', { type: 'boolean', describe: 'keep OUT/checkpoint after a finished run (removed by default)' })
-      .option('json', { type: 'boolean', describe: 'print the card as one JSON line at the end' }) as never,
+      .option('config', inputFileFlag('config', { demandOption: true, describe: 'training config (JSON), e.g. models/brown-llama.train.json' }))
+      .option('out', outputDirFlag('out', { demandOption: true, describe: 'output folder (model.onnx, tokenizer.json, card.json, checkpoint/)' }))
+      .option('resume', booleanFlag('continue from the checkpoint in OUT/checkpoint'))
+      .option('force', booleanFlag('replace a model of another config already in OUT'))
+      .option('threads', threadsFlag('intra-op threads (default: all cores)'))
+      .option('stop-after', intFlag('stop-after', { min: 0, describe: 'stop after this many steps, keeping a checkpoint to resume from' }))
+      .option('keep-checkpoint', booleanFlag('keep OUT/checkpoint after a finished run (removed by default)'))
+      .option('json', booleanFlag('print the card as one JSON line at the end')) as never,
   handler: async (a) => {
     const cfg = loadTrainConfig(a.config);
+    if (!a.resume && !a.force) checkTrainOut(cfg, a.out);
     const bar = progress('train', cfg.steps);
     let lastEval = '';
     const log = (line: string) => process.stderr.write(`${line}\n`);

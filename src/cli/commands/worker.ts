@@ -6,6 +6,7 @@ import { redisConnection } from '../../eval/queue.ts';
 import { runQueueWorker } from '../../eval/queue-worker.ts';
 import { checkDeviceFlags } from '../../onnx/session.ts';
 import { faultFromEnv } from './search.ts';
+import { choiceFlag, inputDirsFlag, numberFlag, stringFlag, threadsFlag } from '../validate.ts';
 
 interface Args {
   queue: string;
@@ -20,11 +21,11 @@ export const workerCommand: CommandModule<object, Args> = {
   describe: 'evaluate candidates for searches started with --queue (run one per machine or GPU)',
   builder: (y) =>
     y
-      .option('queue', { type: 'string', demandOption: true, describe: 'the job queue: redis://HOST:PORT' })
-      .option('model-root', { type: 'string', array: true, describe: 'folder holding the models and statistics files (found by sha256); default: the paths the search names (shared filesystem)' })
-      .option('device', { type: 'string', describe: 'cpu or cuda (default cpu)' })
-      .option('threads', { type: 'number', describe: 'onnxruntime threads per evaluation (default 1)' })
-      .option('lock-seconds', { type: 'number', describe: 'a job this worker stops answering for goes to another worker after this long (default 30)' }) as never,
+      .option('queue', stringFlag('queue', { demandOption: true, describe: 'the job queue: redis://HOST:PORT' }))
+      .option('model-root', inputDirsFlag('model-root', { describe: 'folder holding the models and statistics files (found by sha256); default: the paths the search names (shared filesystem)' }))
+      .option('device', choiceFlag('device', ['cpu', 'cuda'], { describe: 'onnxruntime execution provider (default cpu)' }))
+      .option('threads', threadsFlag('onnxruntime threads per evaluation (default 1)'))
+      .option('lock-seconds', numberFlag('lock-seconds', { min: 0, minExclusive: true, describe: 'a job this worker stops answering for goes to another worker after this long (default 30)' })) as never,
   handler: async (a) => {
     const connection = redisConnection(a.queue);
     const { device, threads } = checkDeviceFlags(a.device, a.threads);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadModelGraph, resolveModel } from '../src/model/load.ts';
+import { openModelSource } from '../src/model/source.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { discoverLayers } from '../src/prune/discover.ts';
 import { InputError } from '../src/errors.ts';
@@ -106,6 +107,8 @@ test('HF bad input: one clear InputError each', async () => {
   await rejects(/rope_scaling type "yarn" is not supported/);
   withConfig({ intermediate_size: 44 });
   await rejects(/tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[40, 32\], but config\.json implies \[44, 32\]/);
+  // The block-streamed path checks the headers the same way before reading anything.
+  await assert.rejects(openModelSource(resolveModel(dir)), (e: Error) => e instanceof InputError && /gate_proj\.weight has shape \[40, 32\]/.test(e.message));
   withConfig({});
   const shards = fs.readdirSync(dir).filter((f) => /^model-0000\d/.test(f));
   fs.renameSync(path.join(dir, shards[1]!), path.join(dir, 'moved'));

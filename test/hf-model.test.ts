@@ -45,6 +45,12 @@ test('HF llama: GQA + tied embeddings + bf16, sharded, matches the plain forward
   const layers = discoverLayers(await loadModelGraph(d));
   assert.equal(layers.length, 14);
   assert.deepEqual([layers[0]!.name, layers[1]!.out], ['model.layers.0.self_attn.q_proj', 16]);
+  // inspect reports the dtype the files hold, not the graph's float32.
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'symprune.mjs'), 'inspect', '--model', dir, '--all', '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = JSON.parse(r.stdout).layers as Array<{ name: string; dtype: string }>;
+  assert.equal(rows.length, 16);
+  assert.ok(rows.every((x) => x.dtype === 'bfloat16'), JSON.stringify(rows.map((x) => x.dtype)));
 });
 
 test('HF qwen2: q/k/v biases in f16 match the plain forward', async () => {

@@ -153,6 +153,25 @@ export async function openCheckedHfWeights(d: ModelDescription): Promise<HfWeigh
   return files;
 }
 
+/**
+ * The dtype each weight is stored in, by PyTorch name (`bfloat16`, `float16`, `float32`),
+ * for a Hugging Face checkpoint (its graph computes in float32 whatever the files hold);
+ * null for ONNX models, whose initializers are as stored.
+ */
+export async function storedDtypes(d: ModelDescription): Promise<Map<string, string> | null> {
+  if (d.kind !== 'hf') return null;
+  const names: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+  const files = await openHfWeights(d.dir);
+  try {
+    const out = new Map(files.layout.flatMap((l) => l.names).map((n) => [n, names[files.entry(n).dtype] ?? files.entry(n).dtype]));
+    const embed = out.get('model.embed_tokens.weight');
+    if (d.config!.tieWordEmbeddings && embed && !out.has('lm_head.weight')) out.set('lm_head.weight', embed); // the tied head is the embedding
+    return out;
+  } finally {
+    await files.close();
+  }
+}
+
 /** The runnable ONNX graph of a model in any form (Optimum caches fed as empty, quantized graphs refused). */
 export async function loadModelGraph(d: ModelDescription): Promise<ModelProto> {
   return (await loadModelForms(d)).model;

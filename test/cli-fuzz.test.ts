@@ -123,7 +123,7 @@ test('every flag of every command has a kind the validation layer checks', () =>
   assert.deepEqual(untagged, []);
 });
 
-test('generated bad values for every flag: exit 2, one symprune: line naming the flag, nothing written', { timeout: 120_000 }, async () => {
+test('generated bad values for every flag: exit 2, one symprune: line naming the flag, nothing written', { timeout: 120_000 }, async (t) => {
   const before = snapshot(dir);
   let cases = 0;
   const failures: string[] = [];
@@ -147,6 +147,7 @@ test('generated bad values for every flag: exit 2, one symprune: line naming the
       }
     }
   }
+  t.diagnostic(`${cases} command lines`);
   assert.ok(cases > 500, `${cases} cases`);
   assert.deepEqual(failures, []);
   assert.equal(runner.rawStderr.join(''), '', 'nothing written outside the commands');

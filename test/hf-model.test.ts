@@ -6,6 +6,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadModelGraph, resolveModel } from '../src/model/load.ts';
+import { openModelSource } from '../src/model/source.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { discoverLayers } from '../src/prune/discover.ts';
 import { InputError } from '../src/errors.ts';
@@ -44,6 +45,12 @@ test('HF llama: GQA + tied embeddings + bf16, sharded, matches the plain forward
   const layers = discoverLayers(await loadModelGraph(d));
   assert.equal(layers.length, 14);
   assert.deepEqual([layers[0]!.name, layers[1]!.out], ['model.layers.0.self_attn.q_proj', 16]);
+  // inspect reports the dtype the files hold, not the graph's float32.
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'symprune.mjs'), 'inspect', '--model', dir, '--all', '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = JSON.parse(r.stdout).layers as Array<{ name: string; dtype: string }>;
+  assert.equal(rows.length, 16);
+  assert.ok(rows.every((x) => x.dtype === 'bfloat16'), JSON.stringify(rows.map((x) => x.dtype)));
 });
 
 test('HF qwen2: q/k/v biases in f16 match the plain forward', async () => {
@@ -106,6 +113,8 @@ test('HF bad input: one clear InputError each', async () => {
   await rejects(/rope_scaling type "yarn" is not supported/);
   withConfig({ intermediate_size: 44 });
   await rejects(/tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[40, 32\], but config\.json implies \[44, 32\]/);
+  // The block-streamed path checks the headers the same way before reading anything.
+  await assert.rejects(openModelSource(resolveModel(dir)), (e: Error) => e instanceof InputError && /gate_proj\.weight has shape \[40, 32\]/.test(e.message));
   withConfig({});
   const shards = fs.readdirSync(dir).filter((f) => /^model-0000\d/.test(f));
   fs.renameSync(path.join(dir, shards[1]!), path.join(dir, 'moved'));

@@ -23,7 +23,7 @@ import { buildLlama } from '../onnx/llama-builder.ts';
 import type { LlamaConfig } from '../onnx/llama-config.ts';
 import { llamaWeightSpecs, type LlamaWeights } from '../onnx/llama-weights.ts';
 import { llamaConfigFromHf } from './hf-config.ts';
-import { hfWeightFiles, openHfWeights } from './hf-weights.ts';
+import { hfWeightFiles, openHfWeights, type HfWeights } from './hf-weights.ts';
 import { prepareOnnxDecoder } from './onnx-forms.ts';
 
 /** The repository root (this file is src/model/load.ts). */
@@ -123,21 +123,53 @@ function describe(arg?: string): ModelDescription {
  * once (f16/bf16 widened while reading) and checked against the shape the config implies.
  */
 export async function readHfModelWeights(d: ModelDescription): Promise<LlamaWeights> {
-  const c = d.config!;
-  const files = await openHfWeights(d.dir);
+  const files = await openCheckedHfWeights(d);
   const w: LlamaWeights = new Map();
   try {
-    for (const s of llamaWeightSpecs(c)) {
-      if (!files.has(s.name)) throw new InputError(`${d.dir}: the checkpoint has no tensor ${s.name}, which config.json implies`);
-      const e = files.entry(s.name);
-      if (e.shape.join(',') !== s.shape.join(',')) throw new InputError(`${d.dir}: tensor ${s.name} has shape [${e.shape.join(', ')}], but config.json implies [${s.shape.join(', ')}]`);
-      if (!['F32', 'F16', 'BF16'].includes(e.dtype)) throw new InputError(`${d.dir}: tensor ${s.name} is ${e.dtype}; only F32, F16 and BF16 checkpoints are read (quantized ones are not)`);
-      w.set(s.name, await files.readFloat32(s.name));
-    }
+    for (const s of llamaWeightSpecs(d.config!)) w.set(s.name, await files.readFloat32(s.name));
   } finally {
     await files.close();
   }
   return w;
+}
+
+/**
+ * Open a checkpoint's weight files with every tensor the config implies checked from the
+ * headers alone (present, shaped as the config says, a float dtype), before any is read.
+ */
+export async function openCheckedHfWeights(d: ModelDescription): Promise<HfWeights> {
+  const files = await openHfWeights(d.dir);
+  try {
+    for (const s of llamaWeightSpecs(d.config!)) {
+      if (!files.has(s.name)) throw new InputError(`${d.dir}: the checkpoint has no tensor ${s.name}, which config.json implies`);
+      const e = files.entry(s.name);
+      if (e.shape.join(',') !== s.shape.join(',')) throw new InputError(`${d.dir}: tensor ${s.name} has shape [${e.shape.join(', ')}], but config.json implies [${s.shape.join(', ')}]`);
+      if (!['F32', 'F16', 'BF16'].includes(e.dtype)) throw new InputError(`${d.dir}: tensor ${s.name} is ${e.dtype}; only F32, F16 and BF16 checkpoints are read (quantized ones are not)`);
+    }
+  } catch (e) {
+    await files.close();
+    throw e;
+  }
+  return files;
+}
+
+/**
+ * The dtype each weight is stored in, by PyTorch name (`bfloat16`, `float16`, `float32`),
+ * for a Hugging Face checkpoint (its graph computes in float32 whatever the files hold);
+ * null for ONNX models, whose initializers are as stored.
+ */
+export async function storedDtypes(d: ModelDescription): Promise<Map<string, string> | null> {
+  if (d.kind !== 'hf') return null;
+  const names: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+  const files = await openHfWeights(d.dir);
+  try {
+    const out = new Map(files.layout.flatMap((l) => l.names).map((n) => [n, names[files.entry(n).dtype] ?? files.entry(n).dtype]));
+    const embed = out.get('model.embed_tokens.weight');
+    if (d.config!.tieWordEmbeddings && embed && !out.has('lm_head.weight')) out.set('lm_head.weight', embed); // the tied head is the embedding
+    return out;
+  } finally {
+    await files.close();
+  }
 }
 
 /** The runnable ONNX graph of a model in any form (Optimum caches fed as empty, quantized graphs refused). */

@@ -10,8 +10,8 @@ import { buildLlama, SKELETON_LOCATION } from '../onnx/llama-builder.ts';
 import { floatTensor, transposeInto } from '../onnx/tensor.ts';
 import { llamaWeightSpecs } from '../onnx/llama-weights.ts';
 import { OnnxFileSource, type WeightSource } from '../onnx/weight-source.ts';
-import { openHfWeights, type HfWeights } from './hf-weights.ts';
-import { loadModelForms, type ModelDescription } from './load.ts';
+import type { HfWeights } from './hf-weights.ts';
+import { loadModelForms, openCheckedHfWeights, type ModelDescription } from './load.ts';
 import { prepareOnnxDecoder } from './onnx-forms.ts';
 
 export interface ModelSource extends WeightSource {
@@ -86,6 +86,6 @@ class OnnxSource implements ModelSource {
 
 /** Open a described model as a weight source (see the file comment). */
 export async function openModelSource(d: ModelDescription): Promise<ModelSource> {
-  if (d.kind === 'hf') return new HfSource(d, await openHfWeights(d.dir));
+  if (d.kind === 'hf') return new HfSource(d, await openCheckedHfWeights(d));
   return new OnnxSource(d, await OnnxFileSource.open(d.modelPath, (m) => prepareOnnxDecoder(m, d.modelPath)));
 }

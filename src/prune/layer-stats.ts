@@ -55,12 +55,3 @@ export class SquareSumAccumulator {
   }
 }
 
-/** Merge two stats maps, entries of `over` winning per field when present. */
-export function mergeStats(base: StatsMap, over: StatsMap): StatsMap {
-  const out: StatsMap = new Map(base);
-  for (const [k, v] of over) {
-    const b = out.get(k);
-    out.set(k, { X: v.X ?? b?.X ?? null, G: v.G ?? b?.G ?? null });
-  }
-  return out;
-}

@@ -8,6 +8,7 @@ import type { PruneMethod } from './baselines.ts';
 import type { PrunableLayer } from './discover.ts';
 import { lazyUpdateJs, sparseGptPrepared } from './sparsegpt.ts';
 import { lazyUpdateOrt, ORT_LAZY_MIN_COLS } from './sparsegpt-ort.ts';
+import { preparedBlocked } from './dense-linalg-ort.ts';
 import type { HessianAccumulator } from './sparsegpt.ts';
 import { scoresProblem, type ScoresProblem } from '../search-space/probe.ts';
 import { applyMask, maskScores, maskSparsity, type MaskSpec, type ScoreScratch } from './score.ts';
@@ -43,7 +44,10 @@ export async function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, laye
     if (!st.gram) throw new Error(`no Hessian collected for ${layer.name}`);
     const p = spec.pattern;
     const opts = { sparsity: spec.sparsity, n: p.kind === 'nm' ? p.n : 0, m: p.kind === 'nm' ? p.m : 0 };
-    mask = (await sparseGptPrepared(w, layer.out, st.gram.prepared(), opts, layer.in >= ORT_LAZY_MIN_COLS ? lazyUpdateOrt : lazyUpdateJs)).mask;
+    // Wide layers: onnxruntime does the O(n³) and rows x cols² parts (float64 factor, float32 updates).
+    const wide = layer.in >= ORT_LAZY_MIN_COLS;
+    const prep = wide ? await preparedBlocked(st.gram) : st.gram.prepared();
+    mask = (await sparseGptPrepared(w, layer.out, prep, opts, wide ? lazyUpdateOrt : lazyUpdateJs)).mask;
   } else {
     if (method.needs.X && !st.X) throw new Error(`no X for ${layer.name}`);
     if (method.needs.G && !st.G) throw new InputError(`no G for layer ${layer.name}`);

@@ -174,15 +174,3 @@ export function maskSparsity(mask: Uint8Array, rows: number, cols: number): Spar
   return { pruned, total: rows * cols, sparsity: pruned / (rows * cols), rowMin, rowMax };
 }
 
-/**
- * Score, mask and zero one layer in place with a compiled metric: the whole per-layer
- * step of metric-based pruning. Throws InputError when every score is NaN (the metric
- * says nothing about this layer, so any mask would be arbitrary).
- */
-export function pruneLayerWithScorer(scorer: Scorer, layer: LayerArrays, spec: MaskSpec, scratch: ScoreScratch, what = 'metric', layerName = 'layer'): MaskResult {
-  const scores = scoreLayer(scorer, layer, scratch);
-  const res = maskScores(scores, layer.rows, layer.cols, spec);
-  if (res.nanCount === scores.length) throw new InputError(`${what} yields NaN for every weight of ${layerName}`);
-  applyMask(layer.weight, res.mask);
-  return res;
-}

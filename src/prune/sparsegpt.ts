@@ -44,11 +44,15 @@ export class HessianAccumulator {
     for (let i = 0; i < g.length; i++) g[i] += gram[i]!;
     this.nsamples += sequences;
   }
-  private prep: { percDamp: number; value: PreparedHessian } | null = null;
-  /** The prepared Hessian, computed once for all layers reading this input. */
+  private readonly prep = new Map<string, PreparedHessian | Promise<PreparedHessian>>();
+  /** The prepared Hessian, computed once (by `how`, default plain JavaScript) for all layers reading this input. */
   prepared(percDamp = 0.01): PreparedHessian {
-    if (this.prep?.percDamp !== percDamp) this.prep = { percDamp, value: prepareHessian(this.hessian(), this.cols, percDamp) };
-    return this.prep.value;
+    return this.prepareWith(`js:${percDamp}`, () => prepareHessian(this.hessian(), this.cols, percDamp)) as PreparedHessian;
+  }
+  /** Memoised preparation under `key` (e.g. an onnxruntime-backed one for wide layers). */
+  prepareWith<T extends PreparedHessian | Promise<PreparedHessian>>(key: string, make: () => T): T {
+    if (!this.prep.has(key)) this.prep.set(key, make());
+    return this.prep.get(key) as T;
   }
   /** H = (2/n) Σ x xᵀ with n the number of sequences, the reference's scaling. */
   hessian(): Float64Array {
@@ -108,14 +112,22 @@ export function invertLower(l: Float64Array, n: number): Float64Array {
  * `h` is consumed.
  */
 export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array {
-  // Reverse rows and columns in place: (PHP)_ij = H_{n-1-i, n-1-j}.
+  reverseSquare(h);
+  choleskyLower(h, n);
+  return reversedInverseToUpper(invertLower(h, n), n);
+}
+
+/** Reverse the rows and columns of a square matrix in place: (PHP)_ij = H_{n-1-i, n-1-j}. */
+export function reverseSquare(h: Float64Array): void {
   for (let a = 0, b = h.length - 1; a < b; a++, b--) {
     const t = h[a]!;
     h[a] = h[b]!;
     h[b] = t;
   }
-  choleskyLower(h, n);
-  const mi = invertLower(h, n);
+}
+
+/** U = P M⁻¹ P from M⁻¹ (lower triangular). */
+export function reversedInverseToUpper(mi: Float64Array, n: number): Float64Array {
   const u = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = mi[i * n + j]!;
   return u;
@@ -141,6 +153,11 @@ export interface PreparedHessian {
  * λ = percDamp · mean(diag H) is added to the diagonal, then U with H⁻¹ = Uᵀ U.
  */
 export function prepareHessian(H: Float64Array, cols: number, percDamp = 0.01): PreparedHessian {
+  return { cols, dead: dampHessian(H, cols, percDamp), hinv: upperCholeskyOfInverse(H, cols) };
+}
+
+/** The reference's fix of dead inputs (H_jj = 0 -> 1) and dampening, in place; returns the dead inputs. */
+export function dampHessian(H: Float64Array, cols: number, percDamp = 0.01): Uint8Array {
   if (H.length !== cols * cols) throw new Error(`sparseGpt: Hessian of ${H.length} values for ${cols} columns`);
   const dead = new Uint8Array(cols);
   for (let j = 0; j < cols; j++) {
@@ -153,7 +170,7 @@ export function prepareHessian(H: Float64Array, cols: number, percDamp = 0.01): 
   for (let j = 0; j < cols; j++) meanDiag += H[j * cols + j]!;
   const damp = (percDamp * meanDiag) / cols;
   for (let j = 0; j < cols; j++) H[j * cols + j] += damp;
-  return { cols, hinv: upperCholeskyOfInverse(H, cols), dead };
+  return dead;
 }
 
 /**

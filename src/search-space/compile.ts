@@ -91,12 +91,25 @@ const WARMUP_DATA: TerminalData = {
   X: new Float32Array([1, 2, 0.5, 4]),
 };
 
-/** Compile a metric; throws an InputError if it is not a valid metric. */
-export function compileTree(tree: Tree): CompiledKernel {
-  const reason = validateTree(tree);
-  if (reason) throw new InputError(`metric ${reason}`);
-  const usesG = terminalsOf(tree).has('G');
+/**
+ * What code generation needs to know about a tree: each subtree's key (its infix) and shape,
+ * the row-shaped values and divisors the interpreter computes per call, the reductions and
+ * the pass in which each is accumulated.
+ */
+interface Plan {
+  tree: Tree;
+  keyOf(t: Tree): string;
+  shape(t: Tree): 'row' | 'full';
+  rowJobs: RowJob[];
+  /** key -> index into R (row-shaped values) and D (row-shaped divisors). */
+  rowIndex: Map<string, number>;
+  divIndex: Map<string, number>;
+  reductions: Map<string, Reduction>;
+  /** The pass that computes the result; earlier ones accumulate statistics. */
+  finalPass: number;
+}
 
+function planKernel(tree: Tree): Plan {
   const keys = new WeakMap<Tree, string>();
   const keyOf = (t: Tree): string => {
     let k = keys.get(t);
@@ -116,45 +129,47 @@ export function compileTree(tree: Tree): CompiledKernel {
     }
     return s;
   };
+  const plan: Plan = { tree, keyOf, shape, rowJobs: [], rowIndex: new Map(), divIndex: new Map(), reductions: new Map(), finalPass: 0 };
+  scanTree(plan, tree);
+  plan.finalPass = schedulePasses(plan);
+  return plan;
+}
 
-  // Row-shaped values and row-shaped divisors, computed per call by the interpreter.
-  const rowJobs: RowJob[] = [];
-  const rowIndex = new Map<string, number>(); // key -> index into R
-  const divIndex = new Map<string, number>(); // div key -> index into D
-  const reductions = new Map<string, Reduction>();
-
-  const scan = (t: Tree): void => {
-    if (shape(t) === 'row') {
-      if (t.op !== 'X' && !rowIndex.has(keyOf(t))) {
-        rowIndex.set(keyOf(t), rowIndex.size);
-        rowJobs.push({ kind: 'value', tree: t });
-      }
-      return;
-    }
-    if (t.op === 'div') {
-      const y = t.args[1]!;
-      scan(t.args[0]!);
-      if (shape(y) === 'row') {
-        if (!divIndex.has(keyOf(t))) {
-          divIndex.set(keyOf(t), divIndex.size);
-          rowJobs.push({ kind: 'divisor', tree: y });
-        }
-      } else {
-        scan(y);
-        addReduction(t, 'div', y);
-      }
-      return;
-    }
-    for (const a of t.args) scan(a);
-    if (t.op === 'mms' || t.op === 'zsn') addReduction(t, t.op, t.args[0]!);
-  };
+/** Find the row-shaped values and divisors and the reductions of a tree. */
+function scanTree(plan: Plan, t: Tree): void {
+  const { keyOf, shape, rowJobs, rowIndex, divIndex, reductions } = plan;
   const addReduction = (t: Tree, op: Reduction['op'], reduced: Tree) => {
     const k = keyOf(t);
     if (!reductions.has(k)) reductions.set(k, { id: reductions.size, key: k, op, reduced, start: -1, finish: -1 });
   };
-  scan(tree);
+  if (shape(t) === 'row') {
+    if (t.op !== 'X' && !rowIndex.has(keyOf(t))) {
+      rowIndex.set(keyOf(t), rowIndex.size);
+      rowJobs.push({ kind: 'value', tree: t });
+    }
+    return;
+  }
+  if (t.op === 'div') {
+    const y = t.args[1]!;
+    scanTree(plan, t.args[0]!);
+    if (shape(y) === 'row') {
+      if (!divIndex.has(keyOf(t))) {
+        divIndex.set(keyOf(t), divIndex.size);
+        rowJobs.push({ kind: 'divisor', tree: y });
+      }
+    } else {
+      scanTree(plan, y);
+      addReduction(t, 'div', y);
+    }
+    return;
+  }
+  for (const a of t.args) scanTree(plan, a);
+  if (t.op === 'mms' || t.op === 'zsn') addReduction(t, t.op, t.args[0]!);
+}
 
-  // Statistics a subtree's value depends on, and the pass in which each becomes available.
+/** Give each reduction its passes (after the statistics it depends on); returns the final pass. */
+function schedulePasses(plan: Plan): number {
+  const { keyOf, shape, reductions } = plan;
   const depsMemo = new Map<string, Set<string>>();
   const deps = (t: Tree): Set<string> => {
     const k = keyOf(t);
@@ -162,13 +177,8 @@ export function compileTree(tree: Tree): CompiledKernel {
     if (s) return s;
     s = new Set<string>();
     if (shape(t) === 'full') {
-      if (t.op === 'div') {
-        if (reductions.has(k)) s.add(k);
-        for (const d of deps(t.args[0]!)) s.add(d);
-      } else {
-        if (reductions.has(k)) s.add(k);
-        for (const a of t.args) for (const d of deps(a)) s.add(d);
-      }
+      if (reductions.has(k)) s.add(k);
+      for (const a of t.op === 'div' ? [t.args[0]!] : t.args) for (const d of deps(a)) s.add(d);
     }
     depsMemo.set(k, s);
     return s;
@@ -189,144 +199,147 @@ export function compileTree(tree: Tree): CompiledKernel {
     schedule(r);
     finalPass = Math.max(finalPass, r.finish + 1);
   }
+  return finalPass;
+}
 
-  // Code for a given choice of stored subtrees (key -> scratch index). Also reports in which
-  // passes each subtree is computed, which drives that choice.
-  const generate = (storedIndex: Map<string, number>) => {
-    const storedInPass = new Map<string, number>();
-    const computedIn = new Map<string, Set<number>>();
-    const src: string[] = ['"use strict";', 'const fr = Math.fround;'];
-    for (let k = 0; k < storedIndex.size; k++) src.push(`const M${k} = M[${k}];`);
-    for (let k = 0; k < rowIndex.size; k++) src.push(`const R${k} = R[${k}];`);
-    for (const [k, idx] of divIndex) src.push(`const D${idx} = D[${idx}]; // ${k}`);
-    for (const r of reductions.values()) {
-      if (r.op === 'mms') src.push(`let mn${r.id} = 0, rg${r.id} = 1; // ${r.key}`);
-      if (r.op === 'zsn') src.push(`let mu${r.id} = 0, sd${r.id} = 1, cnt${r.id} = 0; // ${r.key}`);
-      if (r.op === 'div') src.push(`let c${r.id} = 1; // ${r.key}`);
+/**
+ * The kernel's source for a given choice of stored subtrees (key -> scratch index), and in
+ * which passes each subtree is computed (which drives that choice).
+ */
+function generateSource(plan: Plan, storedIndex: Map<string, number>): { source: string; computedIn: Map<string, Set<number>> } {
+  const storedInPass = new Map<string, number>();
+  const computedIn = new Map<string, Set<number>>();
+  const src: string[] = ['"use strict";', 'const fr = Math.fround;'];
+  for (let k = 0; k < storedIndex.size; k++) src.push(`const M${k} = M[${k}];`);
+  for (let k = 0; k < plan.rowIndex.size; k++) src.push(`const R${k} = R[${k}];`);
+  for (const [k, idx] of plan.divIndex) src.push(`const D${idx} = D[${idx}]; // ${k}`);
+  for (const r of plan.reductions.values()) {
+    if (r.op === 'mms') src.push(`let mn${r.id} = 0, rg${r.id} = 1; // ${r.key}`);
+    if (r.op === 'zsn') src.push(`let mu${r.id} = 0, sd${r.id} = 1, cnt${r.id} = 0; // ${r.key}`);
+    if (r.op === 'div') src.push(`let c${r.id} = 1; // ${r.key}`);
+  }
+  for (let p = 0; p <= plan.finalPass; p++) src.push(...passSource(plan, p, { storedIndex, storedInPass, computedIn }));
+  return { source: src.join('\n'), computedIn };
+}
+
+/** One loop over the tensor: the statistics accumulated in pass p, or (final pass) the result. */
+function passSource(
+  plan: Plan,
+  p: number,
+  st: { storedIndex: Map<string, number>; storedInPass: Map<string, number>; computedIn: Map<string, Set<number>> },
+): string[] {
+  const { keyOf, shape, rowIndex, divIndex, reductions, finalPass } = plan;
+  const body: string[] = [];
+  const memo = new Map<string, string>();
+  let usesColumn = false;
+  let tmp = 0;
+  const emit = (expr: string, k: string): string => {
+    const name = `t${tmp++}`;
+    body.push(`const ${name} = ${expr};`);
+    memo.set(k, name);
+    return name;
+  };
+  const val = (t: Tree): string => {
+    const k = keyOf(t);
+    const hit = memo.get(k);
+    if (hit) return hit;
+    if (shape(t) === 'row') {
+      usesColumn = true;
+      return emit(t.op === 'X' ? 'X[j]' : `R${rowIndex.get(k)}[j]`, k);
     }
-
-    for (let p = 0; p <= finalPass; p++) {
-      const body: string[] = [];
-      const memo = new Map<string, string>();
-      let usesColumn = false;
-      let tmp = 0;
-      const emit = (expr: string, k: string): string => {
-        const name = `t${tmp++}`;
-        body.push(`const ${name} = ${expr};`);
-        memo.set(k, name);
-        return name;
-      };
-      const val = (t: Tree): string => {
-        const k = keyOf(t);
-        const hit = memo.get(k);
-        if (hit) return hit;
-        if (shape(t) === 'row') {
-          usesColumn = true;
-          return emit(t.op === 'X' ? 'X[j]' : `R${rowIndex.get(k)}[j]`, k);
-        }
-        if (isTerminal(t.op)) return emit(`${t.op}[i]`, k);
-        const m = storedIndex.get(k);
-        if (m !== undefined) {
-          const first = storedInPass.get(k);
-          if (first !== undefined && first < p) return emit(`M${m}[i]`, k);
-          const name = compute(t, k);
-          if (first === undefined) {
-            storedInPass.set(k, p);
-            body.push(`M${m}[i] = ${name};`);
-          }
-          return name;
-        }
-        return compute(t, k);
-      };
-      const compute = (t: Tree, k: string): string => {
-        let passes = computedIn.get(k);
-        if (!passes) computedIn.set(k, (passes = new Set()));
-        passes.add(p);
-        const red = reductions.get(k);
-        switch (t.op) {
-          case 'mms': {
-            const v = val(t.args[0]!);
-            const id = red!.id;
-            return emit(`fr((${v} - mn${id}) / rg${id})`, k);
-          }
-          case 'zsn': {
-            const v = val(t.args[0]!);
-            const id = red!.id;
-            return emit(`fr((${v} - mu${id}) / sd${id})`, k);
-          }
-          case 'div': {
-            const v = val(t.args[0]!);
-            const c = red ? `c${red.id}` : `D${divIndex.get(k)}`;
-            return emit(`fr(${v} / ${c})`, k);
-          }
-          case 'add':
-          case 'sub':
-          case 'mul':
-            return emit(BINARY_SRC[t.op](val(t.args[0]!), val(t.args[1]!)), k);
-          default:
-            return emit(UNARY_SRC[t.op as ElementwiseUnary](val(t.args[0]!)), k);
-        }
-      };
-
-      const before: string[] = [];
-      const after: string[] = [];
-      for (const r of reductions.values()) {
-        const id = r.id;
-        if (r.start === p) {
-          const v = val(r.reduced);
-          if (r.op === 'mms') {
-            before.push(`let lo${id} = Infinity, hi${id} = -Infinity;`);
-            body.push(`if (${v} - ${v} === 0) { if (${v} < lo${id}) lo${id} = ${v}; if (${v} > hi${id}) hi${id} = ${v}; }`);
-            after.push(`{ const s = lib.finishMms(lo${id}, hi${id}); mn${id} = s.mn; rg${id} = s.rg; }`);
-          } else if (r.op === 'zsn') {
-            before.push(`let sum${id} = 0, n${id} = 0;`);
-            body.push(`if (${v} - ${v} === 0) { sum${id} += ${v}; n${id}++; }`);
-            after.push(`mu${id} = lib.finishMean(sum${id}, n${id}); cnt${id} = n${id};`);
-          } else {
-            before.push(`let q${id} = 0;`);
-            body.push(`if (${v} - ${v} === 0) q${id} += ${v} * ${v};`);
-            after.push(`c${id} = lib.finishNorm(q${id}, 1);`);
-          }
-        } else if (r.op === 'zsn' && r.start + 1 === p) {
-          const v = val(r.reduced);
-          before.push(`let ss${id} = 0;`);
-          body.push(`if (${v} - ${v} === 0) { const dv = ${v} - mu${id}; ss${id} += dv * dv; }`);
-          after.push(`sd${id} = lib.finishStd(ss${id}, cnt${id});`);
-        }
+    if (isTerminal(t.op)) return emit(`${t.op}[i]`, k);
+    const m = st.storedIndex.get(k);
+    if (m !== undefined) {
+      const first = st.storedInPass.get(k);
+      if (first !== undefined && first < p) return emit(`M${m}[i]`, k);
+      const name = compute(t, k);
+      if (first === undefined) {
+        st.storedInPass.set(k, p);
+        body.push(`M${m}[i] = ${name};`);
       }
-      if (p === finalPass) {
-        const v = val(tree);
-        // A Float32Array store rounds exactly like fr(), so the root's own fr() can go.
-        const last = body[body.length - 1]!;
-        const m = /^const (t\d+) = fr\((.*)\);$/.exec(last);
-        if (m && m[1] === v && wholeCall(`fr(${m[2]})`)) body[body.length - 1] = `out[i] = ${m[2]};`;
-        else body.push(`out[i] = ${v};`);
-      }
-
-      src.push(`// pass ${p}${p === finalPass ? ' (final)' : ' (statistics)'}`);
-      src.push(...before);
-      if (usesColumn) {
-        src.push('for (let r = 0; r < rows; r++) {');
-        src.push('  const base = r * cols;');
-        src.push('  for (let j = 0; j < cols; j++) {');
-        src.push('    const i = base + j;');
-        for (const l of body) src.push(`    ${l}`);
-        src.push('  }');
-        src.push('}');
-      } else {
-        src.push('for (let i = 0, n = rows * cols; i < n; i++) {');
-        for (const l of body) src.push(`  ${l}`);
-        src.push('}');
-      }
-      src.push(...after);
+      return name;
     }
-    return { source: src.join('\n'), computedIn };
+    return compute(t, k);
+  };
+  const compute = (t: Tree, k: string): string => {
+    let passes = st.computedIn.get(k);
+    if (!passes) st.computedIn.set(k, (passes = new Set()));
+    passes.add(p);
+    const red = reductions.get(k);
+    switch (t.op) {
+      case 'mms':
+        return emit(`fr((${val(t.args[0]!)} - mn${red!.id}) / rg${red!.id})`, k);
+      case 'zsn':
+        return emit(`fr((${val(t.args[0]!)} - mu${red!.id}) / sd${red!.id})`, k);
+      case 'div': {
+        const v = val(t.args[0]!);
+        return emit(`fr(${v} / ${red ? `c${red.id}` : `D${divIndex.get(k)}`})`, k);
+      }
+      case 'add':
+      case 'sub':
+      case 'mul':
+        return emit(BINARY_SRC[t.op](val(t.args[0]!), val(t.args[1]!)), k);
+      default:
+        return emit(UNARY_SRC[t.op as ElementwiseUnary](val(t.args[0]!)), k);
+    }
   };
 
-  // Store the subtree under an mms/zsn in scratch when re-reading it beats recomputing it:
-  // per extra pass it is needed in, recomputing costs its full-size reads (W, G, stored
-  // subtrees) and ~8 reads' worth per log/exp/tanh; storing costs one write and one read.
-  const dry = generate(new Map());
+  const before: string[] = [];
+  const after: string[] = [];
+  for (const r of reductions.values()) {
+    const id = r.id;
+    if (r.start === p) {
+      const v = val(r.reduced);
+      if (r.op === 'mms') {
+        before.push(`let lo${id} = Infinity, hi${id} = -Infinity;`);
+        body.push(`if (${v} - ${v} === 0) { if (${v} < lo${id}) lo${id} = ${v}; if (${v} > hi${id}) hi${id} = ${v}; }`);
+        after.push(`{ const s = lib.finishMms(lo${id}, hi${id}); mn${id} = s.mn; rg${id} = s.rg; }`);
+      } else if (r.op === 'zsn') {
+        before.push(`let sum${id} = 0, n${id} = 0;`);
+        body.push(`if (${v} - ${v} === 0) { sum${id} += ${v}; n${id}++; }`);
+        after.push(`mu${id} = lib.finishMean(sum${id}, n${id}); cnt${id} = n${id};`);
+      } else {
+        before.push(`let q${id} = 0;`);
+        body.push(`if (${v} - ${v} === 0) q${id} += ${v} * ${v};`);
+        after.push(`c${id} = lib.finishNorm(q${id}, 1);`);
+      }
+    } else if (r.op === 'zsn' && r.start + 1 === p) {
+      const v = val(r.reduced);
+      before.push(`let ss${id} = 0;`);
+      body.push(`if (${v} - ${v} === 0) { const dv = ${v} - mu${id}; ss${id} += dv * dv; }`);
+      after.push(`sd${id} = lib.finishStd(ss${id}, cnt${id});`);
+    }
+  }
+  if (p === finalPass) {
+    const v = val(plan.tree);
+    // A Float32Array store rounds exactly like fr(), so the root's own fr() can go.
+    const last = body[body.length - 1]!;
+    const m = /^const (t\d+) = fr\((.*)\);$/.exec(last);
+    if (m && m[1] === v && wholeCall(`fr(${m[2]})`)) body[body.length - 1] = `out[i] = ${m[2]};`;
+    else body.push(`out[i] = ${v};`);
+  }
+
+  const src: string[] = [`// pass ${p}${p === finalPass ? ' (final)' : ' (statistics)'}`, ...before];
+  if (usesColumn) {
+    src.push('for (let r = 0; r < rows; r++) {', '  const base = r * cols;', '  for (let j = 0; j < cols; j++) {', '    const i = base + j;');
+    for (const l of body) src.push(`    ${l}`);
+    src.push('  }', '}');
+  } else {
+    src.push('for (let i = 0, n = rows * cols; i < n; i++) {');
+    for (const l of body) src.push(`  ${l}`);
+    src.push('}');
+  }
+  src.push(...after);
+  return src;
+}
+
+/**
+ * Which subtrees under an mms/zsn to store in scratch: those where re-reading beats
+ * recomputing. Per extra pass a subtree is needed in, recomputing costs its full-size reads
+ * (W, G, stored subtrees) and ~8 reads' worth per log/exp/tanh; storing costs one write and one read.
+ */
+function chooseStored(plan: Plan, computedIn: Map<string, Set<number>>): Map<string, number> {
+  const { keyOf, shape } = plan;
   const storedIndex = new Map<string, number>();
   const recomputeCost = (t: Tree, reads: Set<string>): number => {
     const k = keyOf(t);
@@ -344,16 +357,26 @@ export function compileTree(tree: Tree): CompiledKernel {
     for (const a of operands) trans += recomputeCost(a, reads);
     return trans;
   };
-  for (const r of reductions.values()) {
+  for (const r of plan.reductions.values()) {
     const c = r.reduced;
     const k = keyOf(c);
     if (r.op === 'div' || isTerminal(c.op) || shape(c) !== 'full' || storedIndex.has(k)) continue;
-    const uses = dry.computedIn.get(k)?.size ?? 0;
+    const uses = computedIn.get(k)?.size ?? 0;
     const reads = new Set<string>();
     const trans = recomputeCost(c, reads);
     if ((uses - 1) * (reads.size - 1 + 8 * trans) - 1 > 0) storedIndex.set(k, storedIndex.size);
   }
-  const { source } = generate(storedIndex);
+  return storedIndex;
+}
+
+/** Compile a metric; throws an InputError if it is not a valid metric. */
+export function compileTree(tree: Tree): CompiledKernel {
+  const reason = validateTree(tree);
+  if (reason) throw new InputError(`metric ${reason}`);
+  const usesG = terminalsOf(tree).has('G');
+  const plan = planKernel(tree);
+  const storedIndex = chooseStored(plan, generateSource(plan, new Map()).computedIn);
+  const { source } = generateSource(plan, storedIndex);
   const fn = new Function('W', 'G', 'X', 'R', 'D', 'M', 'out', 'rows', 'cols', 'lib', source) as KernelFn;
   let scratch: Float32Array[] = [];
 
@@ -364,26 +387,12 @@ export function compileTree(tree: Tree): CompiledKernel {
     else if (!(out instanceof Float32Array) || out.length !== n) {
       throw new InputError(`kernel output: expected a Float32Array of ${n} values, got ${out?.length}`);
     }
-    const R: Float32Array[] = [];
-    const D: number[] = [];
-    for (const job of rowJobs) {
-      const v = evaluate(job.tree, data).data;
-      if (job.kind === 'value') {
-        R.push(v);
-      } else {
-        let q = 0;
-        for (let j = 0; j < v.length; j++) {
-          const e = v[j]!;
-          if (e - e === 0) q += e * e;
-        }
-        D.push(finishNorm(q, data.rows));
-      }
-    }
     const M: Float32Array[] = [];
     for (let k = 0; k < storedIndex.size; k++) {
       if (!scratch[k] || scratch[k]!.length < n) scratch[k] = new Float32Array(n);
       M.push(scratch[k]!.length === n ? scratch[k]! : scratch[k]!.subarray(0, n));
     }
+    const { R, D } = rowValues(plan.rowJobs, data);
     fn(data.W, data.G, data.X, R, D, M, out, data.rows, data.cols, sem);
     return out;
   };
@@ -395,5 +404,25 @@ export function compileTree(tree: Tree): CompiledKernel {
   // replacement of one loop at a time) and multi-pass kernels measured ~30% slower for good.
   for (let r = 0; r < 3; r++) kernel(WARMUP_DATA);
   release();
-  return Object.assign(kernel, { tree, source, passes: finalPass + 1, scratchArrays: storedIndex.size, release });
+  return Object.assign(kernel, { tree, source, passes: plan.finalPass + 1, scratchArrays: storedIndex.size, release });
+}
+
+/** Row-shaped values and divisors for one call, by the interpreter (over [cols], negligible work). */
+function rowValues(rowJobs: RowJob[], data: TerminalData): { R: Float32Array[]; D: number[] } {
+  const R: Float32Array[] = [];
+  const D: number[] = [];
+  for (const job of rowJobs) {
+    const v = evaluate(job.tree, data).data;
+    if (job.kind === 'value') {
+      R.push(v);
+    } else {
+      let q = 0;
+      for (let j = 0; j < v.length; j++) {
+        const e = v[j]!;
+        if (e - e === 0) q += e * e;
+      }
+      D.push(finishNorm(q, data.rows));
+    }
+  }
+  return { R, D };
 }

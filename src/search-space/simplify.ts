@@ -14,7 +14,6 @@
  * Exactness assumes finite intermediate values (see semantics.ts for non-finite handling).
  */
 import { node, shapeOf, signOf, treeEquals, type Tree } from './tree.ts';
-import { toInfix } from './print.ts';
 
 /** Apply the OOS rules until none applies. The result scores every row in the same order. */
 export function simplify(t: Tree): Tree {
@@ -143,7 +142,3 @@ export function rewrite(t: Tree, monotone: boolean): Tree | null {
   }
 }
 
-/** Infix of the simplified tree (convenience for logs). */
-export function simplifiedInfix(t: Tree): string {
-  return toInfix(simplify(t));
-}

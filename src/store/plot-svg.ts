@@ -202,6 +202,3 @@ export function sceneSvg(sc: Scene): string {
   return parts.join('\n') + '\n';
 }
 
-export function linePlotSvg(input: PlotInput): string {
-  return sceneSvg(linePlotScene(input));
-}

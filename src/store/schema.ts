@@ -8,14 +8,14 @@ import { accessSync, closeSync, constants, existsSync, openSync, readSync, statS
 import { makeDirs } from '../files.ts';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
+import { BINARY_OPS, TERMINALS, UNARY_OPS, type BinaryOp, type Terminal, type UnaryOp } from '../search-space/tree.ts';
 
 export type DB = Database.Database;
 
-/** Every operator of the search space; each has a count column `n_<op>` in `individuals`. */
-export const OPERATORS = ['sqr', 'neg', 'abs', 'log', 'exp', 'sqrt', 'tanh', 'pow', 'skp', 'mms', 'zsn', 'add', 'sub', 'mul', 'div'] as const;
-export type Operator = (typeof OPERATORS)[number];
-export const TERMINALS = ['W', 'G', 'X'] as const;
-export type Terminal = (typeof TERMINALS)[number];
+/** The search space's operators, unary then binary: one `n_<op>` column each, in this order. */
+export const OPERATORS: readonly Operator[] = [...UNARY_OPS, ...BINARY_OPS];
+export type Operator = UnaryOp | BinaryOp;
+export { TERMINALS, type Terminal };
 
 const opColumns = OPERATORS.map((op) => `  n_${op} INTEGER NOT NULL DEFAULT 0`).join(',\n');
 

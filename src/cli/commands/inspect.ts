@@ -7,7 +7,7 @@ import type { CommandModule } from 'yargs';
 import { initializerStats } from '../../onnx/graph-edit.ts';
 import { DataType } from '../../onnx/proto.ts';
 import { discoverLayers } from '../../prune/discover.ts';
-import { loadModelGraph, resolveModel } from '../../model/load.ts';
+import { loadModelGraph, resolveModel, storedDtypes } from '../../model/load.ts';
 import { booleanFlag, modelFlag } from '../validate.ts';
 
 interface Args {
@@ -31,12 +31,13 @@ export const inspectCommand: CommandModule<object, Args> = {
     const { modelPath } = described;
     const model = await loadModelGraph(described);
     const layers = discoverLayers(model, { includeHead: a.all, includeEmbeddings: a.all });
+    const stored = await storedDtypes(described); // an HF checkpoint's file dtypes (its graph is float32)
     const rows = layers.map((l) => ({
       name: l.name,
       shape: [l.out, l.in] as [number, number],
       params: l.out * l.in,
       block: l.block,
-      dtype: TYPE_NAMES[l.dataType] ?? String(l.dataType),
+      dtype: stored?.get(`${l.name}.weight`) ?? TYPE_NAMES[l.dataType] ?? String(l.dataType),
       op: l.opType,
       initializer: l.initializer,
       node: l.nodeName,

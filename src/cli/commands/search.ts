@@ -13,6 +13,8 @@ import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
 import { allocationFlags } from './prune.ts';
 import { parseAllocation } from '../../prune/allocation.ts';
+import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
+import type { GpOptions } from '../../search/settings.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
@@ -41,6 +43,10 @@ interface Args extends DeviceArgs {
   queue?: string;
   json?: boolean;
   allocation?: string;
+  'max-depth'?: number;
+  'max-size'?: number;
+  operators?: string;
+  terminals?: string;
   'owl-m': number;
   'owl-lambda': number;
 }
@@ -153,6 +159,10 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('fitness-data', dataFlag('fitness-data', { describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` }))
       .option('seed-known', booleanFlag('start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics'))
       .option('baselines', stringFlag('baselines', { describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` }))
+      .option('max-depth', intFlag('max-depth', { min: 1, describe: 'deepest tree allowed (default 8)' }))
+      .option('max-size', intFlag('max-size', { min: 1, describe: 'most nodes in a tree (default 32)' }))
+      .option('operators', stringFlag('operators', { describe: `comma-separated operators the trees may use (default all: ${[...UNARY_OPS, ...BINARY_OPS].join(',')})` }))
+      .option('terminals', stringFlag('terminals', { describe: `comma-separated terminals (default ${TERMINALS.join(',')})` }))
       .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
       .option('queue', stringFlag('queue', { describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' }))
       .option('json', booleanFlag('print one JSON line at the end')) as never,
@@ -203,13 +213,14 @@ export const searchCommand: CommandModule<object, Args> = {
         model,
         settings: requested,
         workers: a.workers,
-        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers }) : undefined,
+        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers, flag: '--queue' }) : undefined,
         taskTimeout: a['task-timeout'],
         signal: signals.signal,
         stopNow: signals.stopNow,
         log,
         onProgress: tty ? progressDrawer() : undefined,
         names: FLAGS,
+        gp: gpOptionsFromFlags(a),
         fault: faultFromEnv(),
       });
     } finally {
@@ -240,3 +251,33 @@ export const searchCommand: CommandModule<object, Args> = {
     if (sum.status === 'interrupted') process.exitCode = 130;
   },
 };
+
+/** The search space from --max-depth, --max-size, --operators, --terminals (undefined: the defaults). */
+export function gpOptionsFromFlags(a: { 'max-depth'?: number; 'max-size'?: number; operators?: string; terminals?: string }): GpOptions | undefined {
+  const gp: GpOptions = {};
+  const int = (v: number | undefined, flag: string, min: number): number | undefined => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw new InputError(`${flag} ${v}: must be an integer of at least ${min}`);
+    return v;
+  };
+  const list = (v: string, flag: string): string[] => {
+    const xs = v.split(',').map((x) => x.trim()).filter(Boolean);
+    if (xs.length === 0) throw new InputError(`${flag}: empty list`);
+    return xs;
+  };
+  if (a['max-depth'] !== undefined) gp.maxDepth = int(a['max-depth'], '--max-depth', 1);
+  if (a['max-size'] !== undefined) gp.maxSize = int(a['max-size'], '--max-size', 1);
+  if (a.terminals !== undefined) {
+    const ts = list(a.terminals, '--terminals');
+    const bad = ts.find((t) => !isTerminal(t));
+    if (bad) throw new InputError(`--terminals: unknown terminal ${bad}; expected some of ${TERMINALS.join(', ')}`);
+    gp.terminals = ts as Terminal[];
+  }
+  if (a.operators !== undefined) {
+    const ops = list(a.operators, '--operators');
+    const bad = ops.find((o) => !isUnary(o) && !isBinary(o));
+    if (bad) throw new InputError(`--operators: unknown operator ${bad}; expected some of ${[...UNARY_OPS, ...BINARY_OPS].join(', ')}`);
+    gp.unaryOps = ops.filter(isUnary) as UnaryOp[];
+    gp.binaryOps = ops.filter(isBinary) as BinaryOp[];
+  }
+  return Object.keys(gp).length ? gp : undefined;
+}

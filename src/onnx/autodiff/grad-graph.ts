@@ -48,11 +48,6 @@ const NO_GRADIENT = new Set([
 ]);
 const RANDOM = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli', 'Dropout']);
 
-/** Op types with a gradient rule (plus those that carry no gradient at all). */
-export function supportedGradientOps(): { differentiable: string[]; noGradient: string[] } {
-  return { differentiable: Object.keys(RULES).sort(), noGradient: [...NO_GRADIENT].filter((o) => !o.includes('_')).sort() };
-}
-
 /** Nodes in dependency order (ONNX requires it, but be lenient with hand-made graphs). */
 function topoSort(nodes: NodeProto[], available: Set<string>): NodeProto[] {
   const produced = new Set<string>();

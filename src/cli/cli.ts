@@ -21,7 +21,21 @@ async function parse(argv: string[]): Promise<void> {
       throw err;
     });
   for (const c of commands) cli = cli.command(c);
+  // yargs passes its instance as the second argument (the command's options are known by then).
+  const switches = (_a: unknown, y: { getOptions(): { boolean: string[] } }): void => checkSwitches(argv, new Set(y.getOptions().boolean));
+  cli = cli.middleware(switches as never, true);
   await cli.parseAsync();
+}
+
+/**
+ * yargs reads `--json=maybe` as false without a word: a switch given a value other than
+ * true or false is refused.
+ */
+function checkSwitches(argv: string[], switches: Set<string>): void {
+  for (const tok of argv) {
+    const m = /^--([^=]+)=(.*)$/s.exec(tok);
+    if (m && switches.has(m[1]!) && !/^(true|false)$/i.test(m[2]!)) throw new InputError(`--${m[1]}=${m[2]}: a switch takes no value (give --${m[1]} or --no-${m[1]})`);
+  }
 }
 
 /** File-system errors about a path the user gave: bad input, not a bug. */

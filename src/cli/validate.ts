@@ -260,7 +260,7 @@ export function checkOutputDir(what: string, p: string, shown = p): string {
 /** A file to write (replaced if it exists). Returns the absolute path. */
 export function checkOutputFile(what: string, p: string, ext?: { re: RegExp; name: string }): string {
   if (p.trim() === '') throw new InputError(`${what}: empty path`);
-  if (ext && !ext.re.test(p)) throw new InputError(`${what} ${p}: expected a ${ext.name} file name`);
+  if (ext && !ext.re.test(p)) throw new InputError(`${what} ${p}: expected ${ext.name}`);
   const abs = path.resolve(p);
   const st = statOrNull(abs);
   if (st?.isDirectory()) throw new InputError(`${what} ${p}: is a folder, expected a file`);

@@ -44,7 +44,7 @@ export interface QueueJobResult {
 }
 
 /** `redis://[:password@]host:port[/db]` as BullMQ connection options; InputError when it is not one. */
-export function redisConnection(url: string, flag = '--queue'): ConnectionOptions {
+export function redisConnection(url: string, flag = 'queue'): ConnectionOptions {
   let u: URL;
   try {
     u = new URL(url);
@@ -79,6 +79,8 @@ export interface QueueRunnerOptions {
   sweepMs?: number;
   /** How long finished jobs are kept, so a resumed coordinator finds them (s). */
   keepSeconds?: number;
+  /** How errors name the queue (the CLI: its flag). */
+  label?: string;
 }
 
 interface Pending {
@@ -120,7 +122,7 @@ export class QueueRunner implements TaskRunner {
     events.on('error', () => {});
     const c = o.connection as { host?: string; port?: number };
     const ready = Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
-    const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new InputError(`--queue: no Redis answering at ${c.host}:${c.port}`)), 10_000).unref());
+    const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new InputError(`${o.label ?? 'queue'}: no Redis answering at ${c.host}:${c.port}`)), 10_000).unref());
     try {
       await Promise.race([ready, timeout]);
     } catch (e) {

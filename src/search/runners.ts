@@ -66,7 +66,7 @@ export function queueRunner(url: string, opts: { parallelism?: number; flag?: st
   return {
     parallelism,
     async start(job) {
-      const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism });
+      const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism, label: opts.flag });
       return local ? new LocalFirst((await local.start(job)) as EvalPool, queue) : queue;
     },
   };

@@ -19,7 +19,7 @@ import { openModelSource } from '../../model/source.ts';
 import { pruneModelSource, streamFileFor, writePrunedModel } from '../../prune/prune-file.ts';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { progress } from '../progress.ts';
-import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
+import { booleanFlag, checkSeqlen, choiceFlag, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputDirFlag, stringFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { METHOD_NAMES, baselineMethod, metricMethodFromText, type PruneMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
@@ -202,7 +202,6 @@ export const pruneCommand: CommandModule<object, Args> = {
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));
-      makeDirs(outDir);
       const previous = ['model.onnx', 'model.safetensors', 'model.safetensors.index.json'].map((f) => path.join(outDir, f)).filter((f) => fs.existsSync(f));
       if (previous.length) process.stderr.write(`symprune: note: replacing the model in ${outDir} (${previous.map((f) => path.basename(f)).join(', ')})\n`);
       const windows = needWindows

@@ -22,7 +22,7 @@ export const reportCommand: CommandModule<object, Args> = {
     y
       .option('db', inputFileFlag('db', { demandOption: true, describe: 'search database (.sqlite)' }))
       .option('json', booleanFlag('print the report as JSON'))
-      .option('plot', outputFileFlag('plot', { ext: /\.(svg|png)$/i, extName: '.svg or .png', describe: 'write the best/median fitness curve to FILE.svg or FILE.png' }))
+      .option('plot', outputFileFlag('plot', { ext: /\.(svg|png)$/i, extName: 'a file name ending in .svg or .png', describe: 'write the best/median fitness curve to FILE.svg or FILE.png' }))
       .option('run', intFlag('run', { min: 1, describe: 'run id (default: the latest run in the file)' }))
       .option('top', intFlag('top', { min: 1, default: 10, describe: 'leaderboard length' })) as never,
   handler: (a) => {

@@ -213,7 +213,7 @@ export const searchCommand: CommandModule<object, Args> = {
         model,
         settings: requested,
         workers: a.workers,
-        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers }) : undefined,
+        runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers, flag: '--queue' }) : undefined,
         taskTimeout: a['task-timeout'],
         signal: signals.signal,
         stopNow: signals.stopNow,

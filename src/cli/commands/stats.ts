@@ -38,7 +38,7 @@ export const statsCommand: CommandModule<object, Args> = {
       .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
       .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
       .option('seqlen', intFlag('seqlen', { min: 2, describe: `tokens per window (default ${DEFAULT_SEQLEN}; with a 2-D .npy of samples: its row length)` }))
-      .option('out', outputFileFlag('out', { demandOption: true, ext: /\.safetensors$/i, extName: '.safetensors', describe: 'output FILE.safetensors' }))
+      .option('out', outputFileFlag('out', { demandOption: true, ext: /\.safetensors$/i, extName: 'a .safetensors file name', describe: 'output FILE.safetensors' }))
       .option('threads', threadsFlag())
       .option('json', booleanFlag('print a JSON summary')) as never,
   handler: async (a) => {

@@ -27,7 +27,7 @@ export const workerCommand: CommandModule<object, Args> = {
       .option('threads', threadsFlag('onnxruntime threads per evaluation (default 1)'))
       .option('lock-seconds', numberFlag('lock-seconds', { min: 0, minExclusive: true, describe: 'a job this worker stops answering for goes to another worker after this long (default 30)' })) as never,
   handler: async (a) => {
-    const connection = redisConnection(a.queue);
+    const connection = redisConnection(a.queue, '--queue');
     const { device, threads } = checkDeviceFlags(a.device, a.threads);
     const lock = a['lock-seconds'] ?? 30;
     if (!(lock > 0)) throw new InputError(`--lock-seconds ${lock}: must be a positive number`);

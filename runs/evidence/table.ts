@@ -23,7 +23,7 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
   }).filter((x): x is { label: (typeof SETTINGS)[number][1]; r: Result } => x !== null);
   if (runs.length === 0) continue;
   const first = runs[0]!.r;
-  out.push(`## ${name}`, '', `Model \`${first.model}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
+  out.push(`## ${name}`, '', `Model \`${path.relative(path.resolve(DIR, '..', '..'), first.model)}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
   const methods = [...new Set(runs.flatMap((x) => x.r.methods.map((m) => m.method)))];
   out.push(`| perplexity | ${runs.map((x) => x.label).join(' | ')} |`, `| --- |${runs.map(() => ' ---: |').join('')}`);
   out.push(`| dense | ${runs.map((x) => x.r.dense.ppl.toFixed(2)).join(' | ')} |`);

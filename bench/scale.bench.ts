@@ -49,12 +49,17 @@ function measure(args: string[]): Measured {
   const threads = process.env.SCALE_THREADS ? ['--threads', process.env.SCALE_THREADS] : [];
   const r = spawnSync('/usr/bin/time', ['-f', 'SYMPRUNE_TIME %e %M', process.execPath, BIN, ...args, ...threads], { encoding: 'utf8', maxBuffer: 1 << 28 });
   const m = /SYMPRUNE_TIME ([\d.]+) (\d+)/.exec(r.stderr ?? '');
-  const out = (r.stdout ?? '').trim().split('\n').filter(Boolean).pop() ?? '';
+  // prune prints prune.json indented over many lines; eval and stats print one line.
+  const text = (r.stdout ?? '').trim();
+  const candidates = [text, text.split('\n').filter(Boolean).pop() ?? ''];
   let json: Record<string, unknown> | null = null;
-  try {
-    json = out.startsWith('{') ? (JSON.parse(out) as Record<string, unknown>) : null;
-  } catch {
-    json = null;
+  for (const c of candidates) {
+    try {
+      json = c.startsWith('{') ? (JSON.parse(c) as Record<string, unknown>) : null;
+    } catch {
+      json = null;
+    }
+    if (json) break;
   }
   const error = (r.stderr ?? '').split('\n').find((l) => l.startsWith('symprune:')) ?? '';
   return { wall: m ? Number(m[1]) : NaN, rssMB: m ? Number(m[2]) / 1024 : NaN, code: r.status ?? -1, json, error };

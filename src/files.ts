@@ -57,9 +57,10 @@ export function makeDirs(dir: string): string[] {
   let p = resolve(dir);
   for (;;) {
     try {
-      statSync(p);
+      if (!statSync(p).isDirectory()) throw new InputError(`cannot create folder ${resolve(dir)}: ${p} is a file`);
       break;
-    } catch {
+    } catch (e) {
+      if (e instanceof InputError) throw e;
       missing.push(p);
       const up = dirname(p);
       if (up === p) break;

@@ -4,11 +4,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { loadModel, saveModel } from '../src/onnx/model-io.ts';
@@ -21,9 +19,8 @@ import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { writeStatsFile } from '../src/prune/stats-file.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { loadTokens } from '../src/data/dataset.ts';
+import { symprune, type CliRun } from './support/spawn-cli.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin', 'symprune.mjs');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-cli-'));
 const modelDir = path.join(tmp, 'tiny');
 const modelFile = path.join(modelDir, 'model.onnx');
@@ -42,26 +39,9 @@ before(async () => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function symprune(...args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Exit code 2 and exactly one line on stderr matching `re`. */
-function assertBadInput(r: Run, re: RegExp): void {
+function assertBadInput(r: CliRun, re: RegExp): void {
   assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one line: ${r.stderr}`);

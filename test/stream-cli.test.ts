@@ -5,11 +5,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { loadModel, saveModel } from '../src/onnx/model-io.ts';
@@ -19,9 +17,8 @@ import { loadTokens } from '../src/data/dataset.ts';
 import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { openHfWeights } from '../src/model/hf-weights.ts';
 import { makeCheckpoint } from './support/hf-checkpoint.ts';
+import { symprune } from './support/spawn-cli.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = path.join(ROOT, 'bin', 'symprune.mjs');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-stream-cli-'));
 const cfg = { vocabSize: 300, dim: 32, layers: 3, heads: 4, kvHeads: 2, ffn: 48, maxPositions: 64, ropeTheta: 10000, normEps: 1e-6 };
 const onnxDir = path.join(tmp, 'onnx');
@@ -42,17 +39,6 @@ before(async () => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function symprune(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function json(...args: string[]): Promise<Record<string, unknown>> {
   const r = await symprune(...args);

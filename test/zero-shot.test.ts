@@ -132,3 +132,31 @@ test('the shipped Brown tasks are what the script builds from brown:test, and va
   // Titles do not end sentences.
   assert.deepEqual(sentencesOf('Mr. Smith came. He left Mrs. Jones at St. Louis. Fig. 3 shows it.'), ['Mr. Smith came.', 'He left Mrs. Jones at St. Louis.', 'Fig. 3 shows it.']);
 });
+
+test('items longer than the model\'s position table are cut on the left, as lm-eval does, instead of failing in its Gather', async () => {
+  // The bigram model plus a 4-row position table of zeros: same scores, but positions >= 4 are out of range.
+  const positioned = makeModel({
+    name: 'bigram-4-positions',
+    node: [
+      node('Gather', ['E', 'input_ids'], ['bigram'], 'gather', { axis: 0 }),
+      node('Gather', ['PE', 'position_ids'], ['pos'], 'gather_pos', { axis: 0 }),
+      node('Add', ['bigram', 'pos'], ['logits'], 'add'),
+    ],
+    initializer: [floatTensor('E', [5, 5], Float32Array.from(P.flat().map(Math.log))), floatTensor('PE', [4, 5], new Float32Array(20))],
+    input: [valueInfo('input_ids', DataType.INT64, ['batch', 'seq']), valueInfo('position_ids', DataType.INT64, ['batch', 'seq'])],
+    output: [valueInfo('logits', DataType.FLOAT, ['batch', 'seq', 5])],
+  });
+  const pair = { context: [0, 1, 2, 3, 0, 1, 2, 0, 2], choice: [3, 1] };
+  const cut = await LoglikScorer.create(positioned, { threads: 1 });
+  const whole = await LoglikScorer.create(bigram, { threads: 1 });
+  try {
+    assert.equal(cut.maxLength, 4);
+    const [a] = await cut.score([pair]);
+    const [b] = await whole.score([pair]);
+    close(a!.ll, Math.log(0.25 * 0.2)); // P(c | " ") · P(b | c)
+    close(a!.ll, b!.ll);
+  } finally {
+    await cut.release();
+    await whole.release();
+  }
+});

@@ -6,23 +6,14 @@
 import { threadId, workerData } from 'node:worker_threads';
 import { decodeModel } from '../onnx/proto.ts';
 import { setSessionDefaults, type Device } from '../onnx/session.ts';
-import type { Pattern } from '../prune/score.ts';
-import { CandidateWorker, type WorkerFault, type WorkerLayer, type WorkerReply, type WorkerTask } from './candidate-worker.ts';
+import { CandidateWorker, type LoadedJob, type WorkerFault, type WorkerReply, type WorkerTask } from './candidate-worker.ts';
 
 export type { MaskReply, PplReply, WorkerLayer, WorkerReply, WorkerTask } from './candidate-worker.ts';
 
-/** What each thread gets; arrays live in SharedArrayBuffers. */
-export interface WorkerInit {
+/** What each thread gets: a loaded job with its model still encoded; arrays live in SharedArrayBuffers. */
+export interface WorkerInit extends Omit<LoadedJob, 'model'> {
   /** The encoded ONNX model. */
   model: Uint8Array;
-  layers: WorkerLayer[];
-  tokens: Int32Array;
-  seqlen: number;
-  batchSize?: number;
-  sparsity: number;
-  pattern: Pattern;
-  /** Sparsity of each layer (a layer-wise allocation such as OWL's); absent: `sparsity` everywhere. */
-  layerSparsity?: number[];
   /** onnxruntime intra-op threads of each thread's session (default 1: the pool's threads are the parallelism). */
   threads?: number;
   /** Execution provider of the sessions (default cpu). */

@@ -24,6 +24,7 @@ import { basename } from 'node:path';
 import { InputError } from '../errors.ts';
 import { DataType, type ModelProto } from '../onnx/proto.ts';
 import { createSession, ort } from '../onnx/session.ts';
+import { graphMaxPositions } from '../onnx/max-positions.ts';
 import type { Tokenizer } from '../data/tokenizer.ts';
 
 export interface TaskItem {
@@ -126,7 +127,9 @@ export class LoglikScorer {
     if (!inputs.has('input_ids')) throw new InputError(`model has no 'input_ids' input`);
     const m = { ...model, graph: { ...g, output: g.output.filter((o) => o.name === 'logits') } };
     const session = await createSession(m as ModelProto, { threads: opts.threads });
-    return new LoglikScorer(session, inputs, opts.maxLength ?? DEFAULT_MAX_LENGTH);
+    // lm-eval truncates each item on the left to the model's length; a longer window would fail inside the position table's Gather.
+    const maxLength = Math.min(opts.maxLength ?? DEFAULT_MAX_LENGTH, graphMaxPositions(model) ?? Infinity);
+    return new LoglikScorer(session, inputs, maxLength);
   }
 
   /** Scores of several (context, choice) pairs, run as one batch. */

@@ -33,6 +33,7 @@ export { parsePattern } from './prune/score.ts';
 // Evaluation.
 export { PerplexityEvaluator } from './eval/perplexity.ts';
 export type { PerplexityResult } from './eval/perplexity.ts';
+export { evaluateModel } from './eval/evaluate-model.ts';
 export { EvalPool } from './eval/pool.ts';
 export type { TaskRunner, TaskOutcome } from './eval/task-runner.ts';
 

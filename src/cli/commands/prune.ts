@@ -9,9 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { InputError } from '../../errors.ts';
-import type { ModelProto } from '../../onnx/proto.ts';
-import { loadTokens } from '../../data/dataset.ts';
-import { fileOrModelPerplexity } from '../../eval/perplexity-stream.ts';
+import { evaluateModel } from '../../eval/evaluate-model.ts';
 import { resolveModel } from '../../model/load.ts';
 import { loadModel } from '../../onnx/model-io.ts';
 import { outputFormat } from '../../model/write.ts';
@@ -135,18 +133,6 @@ export function checkEvalTokens(evalTokens: number | undefined, seqlen: number):
 export function checkCalibrationMode(mode: string): CalibrationMode {
   if (mode !== 'one-shot' && mode !== 'sequential') throw new InputError(`--calibration ${mode}: expected one-shot or sequential`);
   return mode;
-}
-
-/** Perplexity on brown:test (or another spec; tokens may be preloaded) of a model in memory or a model file, block by block when it exceeds maxMemory. */
-export async function evaluateModel(
-  model: ModelProto | string,
-  opts: { data?: string; tokens?: Int32Array; tokenizerPath?: string; seqlen: number; maxTokens?: number; threads?: number; maxMemory?: number },
-): Promise<{ data: string; ppl: number; nll: number; tokens: number; seqlen: number; seconds: number }> {
-  const data = opts.data ?? 'brown:test';
-  const vocabSize = typeof model === 'string' ? undefined : modelVocabSize(model);
-  const tokens = opts.tokens ?? (await loadTokens(data, { tokenizerPath: opts.tokenizerPath, vocabSize }));
-  const r = await fileOrModelPerplexity(model, tokens, { seqlen: opts.seqlen, maxTokens: opts.maxTokens, threads: opts.threads, maxMemory: opts.maxMemory ?? Infinity });
-  return { data, ppl: r.ppl, nll: r.nll, tokens: r.tokens, seqlen: r.seqlen, seconds: r.seconds };
 }
 
 export const pruneCommand: CommandModule<object, Args> = {

@@ -9,7 +9,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUNDLED_MODEL_DIR, resolveModel } from '../src/model/load.ts';
@@ -23,20 +22,13 @@ import { jobSpec } from '../src/search/runners.ts';
 import { SEARCH_DEFAULTS, shortTokens, type SearchSettings } from '../src/search/settings.ts';
 import { tokensSha256 } from '../src/eval/job.ts';
 import { parseMetric } from '../src/search-space/index.ts';
+import { freePort } from '../test/support/free-port.ts';
 
 const METRICS = [
   'W', 'mul(W,sqrt(X))', 'mul(abs(mul(W,W)),mms(G))', 'add(mul(W,sqrt(X)),mul(W,G))', 'mul(W,G)', 'add(W,G)',
   'mul(sqrt(W),X)', 'add(mul(W,X),G)', 'mul(W,exp(G))', 'mul(sqr(W),X)', 'add(W,mms(G))', 'mul(W,add(X,G))',
 ];
 const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((res) => srv.close(res));
-  return port;
-}
 
 function waitLine(child: ChildProcess, re: RegExp): Promise<void> {
   return new Promise((res, rej) => {

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { commands } from '../src/cli/commands/index.ts';
 import { FLAG_KIND, type FlagKind } from '../src/cli/validate.ts';
-import { CliRunner } from './support/cli-runner.ts';
+import { CliRunner, assertRefusal } from './support/cli-runner.ts';
 import { snapshot } from './support/fs-snapshot.ts';
 
 interface Flag {
@@ -186,11 +186,7 @@ test('commands checked in their handlers: exit 2, one line, nothing written', { 
   ];
   for (const [argv, re] of cases) {
     const r = await runner.run(argv);
-    const lines = r.stderr.split('\n').filter(Boolean);
-    assert.equal(r.code, 2, `${JSON.stringify(argv)}: exit ${r.code}: ${r.stderr}`);
-    assert.equal(lines.length, 1, `${JSON.stringify(argv)}: ${r.stderr}`);
-    assert.match(lines[0]!, /^symprune: /);
-    assert.match(lines[0]!, re, JSON.stringify(argv));
+    assertRefusal(r, argv, re);
     assert.equal(snapshot(dir), before, `${JSON.stringify(argv)} changed the file system`);
   }
 });

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BUNDLED_MODEL_DIR } from '../src/model/load.ts';
-import { CliRunner, type CliResult } from './support/cli-runner.ts';
+import { CliRunner, assertRefusal, type CliResult } from './support/cli-runner.ts';
 import { snapshot } from './support/fs-snapshot.ts';
 
 let dir = '';
@@ -36,11 +36,7 @@ after(async () => {
 async function refused(argv: string[], re: RegExp): Promise<void> {
   const before = snapshot(dir);
   const r = await runner.run(argv);
-  const lines = r.stderr.split('\n').filter(Boolean);
-  assert.equal(r.code, 2, `${JSON.stringify(argv)}: exit ${r.code}: ${r.stderr}`);
-  assert.equal(lines.length, 1, `${JSON.stringify(argv)}: ${r.stderr}`);
-  assert.match(lines[0]!, /^symprune: /);
-  assert.match(lines[0]!, re, JSON.stringify(argv));
+  assertRefusal(r, argv, re);
   assert.equal(r.stdout, '');
   assert.equal(snapshot(dir), before, `${JSON.stringify(argv)} wrote something`);
 }

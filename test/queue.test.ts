@@ -10,7 +10,6 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -21,6 +20,7 @@ import { saveModel } from '../src/onnx/model-io.ts';
 import { QUEUE_NAME } from '../src/eval/queue.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+import { freePort } from './support/free-port.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-queue-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
@@ -79,14 +79,6 @@ function start(cmd: string, args: string[], env: Record<string, string> = {}) {
 }
 
 const cli = (args: string[], env: Record<string, string> = {}) => start(process.execPath, ['bin/symprune.mjs', ...args], env);
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', res));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((res) => srv.close(res));
-  return port;
-}
 
 /** redis-server on a loopback port, its data (append-only file) in its own folder so a restart keeps the queue. */
 async function redis(port?: number, data = mkdtempSync(join(dir, 'redis-'))) {

@@ -1,4 +1,5 @@
 /** Drive test/support/cli-child.ts: one child per runner, command lines run one at a time. */
+import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
@@ -47,4 +48,13 @@ export class CliRunner {
       this.child.kill();
     });
   }
+}
+
+/** The promise for bad input: exit 2 and exactly one `symprune:` line on stderr, matching `re`. */
+export function assertRefusal(r: CliResult, argv: string[], re: RegExp): void {
+  const lines = r.stderr.split('\n').filter(Boolean);
+  assert.equal(r.code, 2, `${JSON.stringify(argv)}: exit ${r.code}: ${r.stderr}`);
+  assert.equal(lines.length, 1, `${JSON.stringify(argv)}: ${r.stderr}`);
+  assert.match(lines[0]!, /^symprune: /);
+  assert.match(lines[0]!, re, JSON.stringify(argv));
 }

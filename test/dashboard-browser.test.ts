@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
@@ -41,10 +41,12 @@ const finished = join(dir, 'finished.sqlite');
 const live = join(dir, 'live.sqlite');
 const crafted = join(dir, 'crafted.sqlite');
 const children: ChildProcess[] = [];
-let context: BrowserContext | undefined;
+// Whatever the test got to start is stopped even when an assertion fails half way: a server's
+// timers or a browser left running would keep this file's process alive until CI's time runs out.
+const cleanups: (() => unknown)[] = [];
 after(async () => {
-  await context?.close();
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const clean of cleanups.reverse()) await Promise.resolve().then(clean).catch(() => {});
 });
 
 function rows(db: string, sql: string, ...args: unknown[]): Record<string, any>[] {
@@ -103,6 +105,7 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
     viewport: { width: 1440, height: 1000 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  cleanups.push(async () => (await browser).close());
   makeFixture(crafted);
   await done;
   mark('finished search');
@@ -110,9 +113,11 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   mark('live search writing');
   // The server the command runs (test/dashboard.test.ts runs the command itself).
   const sources = openSources([finished, live, crafted, REFERENCE]);
+  cleanups.push(() => closeSources(sources));
   const dash = await startDashboard({ sources, host: '127.0.0.1', port: 0 });
+  cleanups.push(() => dash.close());
   const url = dash.url;
-  context = await browser;
+  const context = await browser;
   mark('browser up');
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(60000);
@@ -243,6 +248,4 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
     await page.screenshot({ path: 'docs/dashboard-candidate.png', fullPage: true });
   }
   assert.deepEqual(problems, []);
-  await dash.close();
-  closeSources(sources);
 });

@@ -1,7 +1,7 @@
 // The page: a hash router over four views, kept live by the server's event stream. A view
 // builds its elements once and refreshes their contents when its database changes, so
 // charts grow and tables keep their sort order without the page reloading.
-import { h } from './dom.js';
+import { h, keepingFocus } from './dom.js';
 import { runsView } from './runs-view.js';
 import { runView } from './run-view.js';
 import { candidateView } from './candidate-view.js';
@@ -45,7 +45,7 @@ async function refresh() {
   busy = true;
   const view = current;
   try {
-    await view.refresh();
+    await keepingFocus(() => view.refresh());
     view.el.querySelector(':scope > .error-box')?.remove();
     if (view === current) document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed) + 1);
   } catch (e) {

@@ -113,10 +113,26 @@ export function table(columns, rows, opts = {}) {
       ),
     );
     const t = h('table', { id: opts.id ?? null }, h('thead', null, head), h('tbody', null, body));
-    wrap.replaceChildren(rows.length ? t : h('div', { class: 'empty' }, opts.empty ?? 'nothing yet'));
+    keepingFocus(() => wrap.replaceChildren(rows.length ? t : h('div', { class: 'empty' }, opts.empty ?? 'nothing yet')));
   };
   draw();
   return wrap;
+}
+
+/**
+ * Runs redraw (sync or async) and puts the keyboard back on the table header it was on: sorting
+ * and live updates replace tables, and a keyboard user must not lose their place to them.
+ */
+export function keepingFocus(redraw) {
+  const a = document.activeElement;
+  const id = a?.tagName === 'TH' ? a.closest('table[id]')?.id : undefined;
+  const at = id ? [...document.getElementById(id).querySelectorAll('th')].indexOf(a) : -1;
+  const restore = (v) => {
+    if (id && !document.activeElement?.closest?.('table')) document.getElementById(id)?.querySelectorAll('th')[at]?.focus();
+    return v;
+  };
+  const r = redraw();
+  return r instanceof Promise ? r.then(restore) : restore(r);
 }
 
 function display(v) {

@@ -61,6 +61,21 @@ for (const [form, dir] of [['ONNX with external data', onnxDir], ['bfloat16 Hugg
   });
 }
 
+test('baselines of a model over --max-memory: each row pruned and evaluated block by block, as in memory', async () => {
+  const args = ['baselines', '--model', onnxDir, '--methods', 'magnitude,wanda,sparsegpt', ...CAL, '--eval-tokens', '640', '--task', 'none', '--json'];
+  type Table = { dense: { ppl: number }; methods: Array<{ method: string; ppl: number; sparsity: number }> };
+  const whole = (await json(...args)) as unknown as Table;
+  const streamed = (await json(...args, ...STREAM)) as unknown as Table;
+  const close = (x: number, y: number) => Math.abs(x - y) <= 1e-5 * y;
+  assert.ok(close(streamed.dense.ppl, whole.dense.ppl), `dense ${streamed.dense.ppl} vs ${whole.dense.ppl}`);
+  assert.deepEqual(streamed.methods.map((m) => m.method), ['magnitude', 'wanda', 'sparsegpt']);
+  for (const [i, m] of streamed.methods.entries()) {
+    assert.ok(close(m.ppl, whole.methods[i]!.ppl), `${m.method}: ${m.ppl} vs ${whole.methods[i]!.ppl}`);
+    assert.equal(m.sparsity, whole.methods[i]!.sparsity, m.method);
+  }
+  assert.ok(whole.methods.every((m) => Math.abs(m.sparsity - 0.5) < 0.01 && m.ppl !== whole.dense.ppl), 'every row pruned half the weights');
+});
+
 test('prune of an ONNX model with external data block by block writes the model pruning in memory writes, and evaluates it', async () => {
   const a = path.join(tmp, 'p-whole');
   const b = path.join(tmp, 'p-stream');

@@ -19,7 +19,7 @@ import { MemoryStats, denseGradients, denseX, prunableLayers, pruneModel } from 
 import { parsePattern } from '../../prune/score.ts';
 import { CALIBRATION_MODES, allocationFlags, allocationFromArgs, checkCalibrationMode, checkEvalTokens, metricFromArg } from './prune.ts';
 import { evaluateModel } from '../../eval/evaluate-model.ts';
-import { type Allocation } from '../../prune/allocation.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, allocationName, type Allocation } from '../../prune/allocation.ts';
 import { scoreTasks, type TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
@@ -36,9 +36,9 @@ interface Args extends DeviceArgs {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
-  allocation: string;
-  'owl-m': number;
-  'owl-lambda': number;
+  allocation?: string;
+  'owl-m'?: number;
+  'owl-lambda'?: number;
   task?: string[];
   metric?: string;
 }
@@ -54,10 +54,18 @@ function taskCells(r: Record<string, TaskResult> | undefined): string {
 /** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
 const OWL_ROWS = ['wanda+owl', 'pruner-zero+owl'];
 
-/** A --methods entry: NAME or NAME+owl (OWL's allocation on top of that method). */
+/**
+ * A --methods entry: NAME, NAME+owl (OWL's allocation on top of that method) or NAME+alloc
+ * (the expression given to --allocation). --allocation owl applies to every row; an
+ * expression only to the +alloc rows, so they stand beside the uniform and OWL ones.
+ */
 function methodRow(name: string, all: Allocation, owl: Allocation & { kind: 'owl' }): { name: string; allocation: Allocation } {
   if (name.endsWith('+owl')) return { name, allocation: owl };
-  return { name: all.kind === 'owl' ? `${name}+owl` : name, allocation: all };
+  if (name.endsWith('+alloc')) {
+    if (all.kind !== 'expr') throw new InputError(`--methods ${name}: a +alloc row needs --allocation EXPR or FILE (an allocation expression)`);
+    return { name, allocation: all };
+  }
+  return all.kind === 'owl' ? { name: `${name}+owl`, allocation: all } : { name, allocation: { kind: 'uniform' } };
 }
 
 export interface BaselineRow {
@@ -98,16 +106,18 @@ export const baselinesCommand: CommandModule<object, Args> = {
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     checkEvalTokens(a['eval-tokens'], a.seqlen);
     const allocation = allocationFromArgs(a, pattern);
-    const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
-    const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
+    const owl = { kind: 'owl' as const, m: a['owl-m'] ?? (allocation.kind === 'expr' ? allocation.m : OWL_DEFAULT_M), lambda: a['owl-lambda'] ?? (allocation.kind === 'expr' ? allocation.lambda : OWL_DEFAULT_LAMBDA) };
+    const owlRows = pattern.kind === 'unstructured' && allocation.kind !== 'owl';
+    const exprRows = allocation.kind === 'expr' ? ['wanda+alloc', ...(a.metric !== undefined ? ['metric+alloc'] : [])] : [];
     const metricRows = a.metric !== undefined ? ['metric', ...(owlRows ? ['metric+owl'] : [])] : [];
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows];
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows, ...exprRows];
     const metric = a.metric !== undefined ? metricFromArg(a.metric) : null;
-    if (names.some((n) => n.replace(/\+owl$/, '') === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
+    const base = (n: string): string => n.replace(/\+(owl|alloc)$/, '');
+    if (names.some((n) => base(n) === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
     if (names.length === 0) throw new InputError('--methods: empty list');
     if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
-    const methods = rowSpecs.map((r) => (r.name.replace(/\+owl$/, '') === 'metric' ? metric! : baselineMethod(r.name.replace(/\+owl$/, ''))));
+    const methods = rowSpecs.map((r) => (base(r.name) === 'metric' ? metric! : baselineMethod(base(r.name))));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const tasks = tasksFromArgs(a.task, true);
     const described = resolveModel(a.model, a.tokenizer);
@@ -131,7 +141,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
     const G = methods.some((m) => m.needs.G) ? await denseGradients(model, layers, windows, { threads: a.threads }) : null;
     const gradientSeconds = (performance.now() - tg) / 1000;
     // Dense X: one-shot pruning reads it, and OWL's allocation always does (sequential pruning measures its own).
-    const needDenseX = (mode === 'one-shot' && methods.some((m) => m.needs.X)) || rowSpecs.some((r) => r.allocation.kind === 'owl');
+    const needDenseX = (mode === 'one-shot' && methods.some((m) => m.needs.X)) || rowSpecs.some((r) => r.allocation.kind !== 'uniform');
     const X = needDenseX ? await denseX(model, layers, windows, { threads: a.threads }) : null;
     const shared = new MemoryStats(X, G);
 
@@ -168,7 +178,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       gradientSeconds: G ? gradientSeconds : 0,
       methods: rows,
       metric: metric?.label ?? null,
-      allocation: rowSpecs.some((r) => r.allocation.kind === 'owl') ? { owlM: a['owl-m'], owlLambda: a['owl-lambda'] } : null,
+      allocation: rowSpecs.some((r) => r.allocation.kind !== 'uniform') ? { owlM: owl.m, owlLambda: owl.lambda, ...(allocation.kind === 'expr' ? { expr: allocation.expr, name: allocationName(allocation) } : {}) } : null,
       seconds: (performance.now() - t0) / 1000,
     };
     if (a.json) {

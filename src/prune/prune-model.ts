@@ -9,8 +9,9 @@
  *
  * The model may be in memory (pruned in place) or a WeightSource read tensor by
  * tensor, its pruned tensors handed to a sink as each block is done. G always comes
- * from the dense model (computed once on a model in memory, or read from a
- * statistics file one layer at a time).
+ * from the dense model: computed once before pruning (by the whole model's gradient
+ * graph, or block by block into a scratch file), or read from a statistics file one
+ * layer at a time.
  */
 import os from 'node:os';
 import { InputError } from '../errors.ts';

@@ -19,7 +19,8 @@
  *
  * Environment: SCALE_DIR (default <tmp>/symprune-scale; the checkpoint is made once and
  * kept), SCALE_BLOCKS (default 4,8,16,22), SCALE_SPARSEGPT_BLOCKS (default: the
- * smallest of SCALE_BLOCKS), SCALE_STATS_BLOCKS (default: the smallest), SCALE_THREADS.
+ * smallest of SCALE_BLOCKS), SCALE_STATS_BLOCKS (default: the smallest), SCALE_THREADS,
+ * SCALE_KEEP=1 (keep the deepest model's pruned float32 ONNX in SCALE_DIR/pruned-N).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -128,7 +129,8 @@ export async function run(): Promise<void> {
       console.log(`[${n} blocks] stats (G and X, default memory budget): ${fmt(stats)}`);
       fs.rmSync(path.join(dir, `stats-${n}.safetensors`), { force: true });
     }
-    fs.rmSync(out, { recursive: true, force: true });
+    // SCALE_KEEP=1 keeps the deepest pruned float32 ONNX (over 4 GiB at 22 blocks) to run other commands on.
+    if (!(process.env.SCALE_KEEP && n === deepest && !sgpt)) fs.rmSync(out, { recursive: true, force: true });
     const wandaS = prunedSeconds(wanda);
     rows.push(
       `| ${n} | ${(sizeN / 1e9).toFixed(2)} | ${fmt(ev)} | ${fmt(wanda)} | ${wandaS ? (wandaS.calibration / fwd).toFixed(2) : '-'} | ${sgpt ? fmt(sgpt) : '-'} | ${stats ? fmt(stats) : '-'} | ${onnxEval ? fmt(onnxEval) : '-'} |`,

@@ -15,7 +15,7 @@ import { InputError } from '../errors.ts';
 /** What a flag holds; the fuzz test derives its bad values from this. */
 export type FlagKind =
   | { kind: 'int'; min: number; max?: number }
-  | { kind: 'number'; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean }
+  | { kind: 'number'; min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean; list?: boolean }
   | { kind: 'string' }
   | { kind: 'boolean' }
   | { kind: 'choice'; choices: readonly string[] }
@@ -69,12 +69,31 @@ export function intFlag(flag: string, o: Common & { min: number; max?: number; d
 
 /** A finite number flag within bounds (inclusive unless said otherwise). */
 export function numberFlag(flag: string, o: Common & { min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean; default?: number }): TaggedOption {
+  const parse = numberParser(flag, o);
+  const coerce = (v: unknown): number => (typeof v === 'number' ? v : parse(single(flag, v).trim()));
+  return tag({ type: 'string', requiresArg: true, describe: o.describe, default: o.default, demandOption: o.demandOption, coerce }, { kind: 'number', min: o.min, max: o.max, minExclusive: o.minExclusive, maxExclusive: o.maxExclusive });
+}
+
+/** A comma-separated list of numbers, each within bounds, none twice (`--sparsity 0.5,0.7`). */
+export function numberListFlag(flag: string, o: Common & { min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean }): TaggedOption {
+  const parse = numberParser(flag, o);
+  const coerce = (v: unknown): number[] => {
+    const s = single(flag, v).trim();
+    const items = s.split(',').map((x) => x.trim());
+    if (items.some((x) => x === '')) throw new InputError(`--${flag} ${s}: empty item in the comma-separated list`);
+    const xs = items.map(parse);
+    const dup = xs.find((x, i) => xs.indexOf(x) !== i);
+    if (dup !== undefined) throw new InputError(`--${flag} ${s}: ${dup} given twice`);
+    return xs;
+  };
+  return tag({ type: 'string', requiresArg: true, describe: o.describe, demandOption: o.demandOption, coerce }, { kind: 'number', min: o.min, max: o.max, minExclusive: o.minExclusive, maxExclusive: o.maxExclusive, list: true });
+}
+
+function numberParser(flag: string, o: { min?: number; max?: number; minExclusive?: boolean; maxExclusive?: boolean }): (s: string) => number {
   const lo = o.min === undefined ? '' : o.minExclusive ? `greater than ${o.min}` : `at least ${o.min}`;
   const hi = o.max === undefined ? '' : o.maxExclusive ? `less than ${o.max}` : `at most ${o.max}`;
   const range = o.minExclusive && o.maxExclusive ? `a number strictly between ${o.min} and ${o.max}` : ['a finite number', lo, hi].filter(Boolean).join(', ');
-  const coerce = (v: unknown): number => {
-    if (typeof v === 'number') return v;
-    const s = single(flag, v).trim();
+  return (s) => {
     const n = Number(s);
     const ok =
       NUM_RE.test(s) &&
@@ -84,7 +103,6 @@ export function numberFlag(flag: string, o: Common & { min?: number; max?: numbe
     if (!ok) throw new InputError(`--${flag} ${s}: must be ${range}`);
     return n;
   };
-  return tag({ type: 'string', requiresArg: true, describe: o.describe, default: o.default, demandOption: o.demandOption, coerce }, { kind: 'number', min: o.min, max: o.max, minExclusive: o.minExclusive, maxExclusive: o.maxExclusive });
 }
 
 /** A free-text flag (a metric, a list, a pattern): once, never empty. Its meaning is checked by the command. */

@@ -5,7 +5,7 @@
  * other workers continues the same search.
  */
 import { InputError } from '../errors.ts';
-import { parsePattern } from '../prune/score.ts';
+import { parsePattern, patternName } from '../prune/score.ts';
 import { METHOD_NAMES } from '../prune/baselines.ts';
 import { resolveConfig, type GpConfig } from '../gp/config.ts';
 import { parseAllocation, type Allocation } from '../prune/allocation.ts';
@@ -13,8 +13,15 @@ import { parseAllocation, type Allocation } from '../prune/allocation.ts';
 export interface SearchSettings {
   /** sha256 of the model file: the run is keyed on the model's bytes, not on where it lies. */
   modelSha256: string;
+  /** The first (and usually the only) setting: its sparsity and pattern. */
   sparsity: number;
   pattern: string;
+  /**
+   * Two or more settings for a robust fitness (every candidate and baseline evaluated at each,
+   * fitness the geometric mean of the perplexities); absent for a run of one setting, whose
+   * stored configuration keeps its old shape. The first equals `sparsity`/`pattern`.
+   */
+  settings?: Setting[];
   mode: 'steady-state' | 'generational';
   population: number;
   /** Children made and evaluated per step (in parallel). Fixed when the run starts (default: twice the number of workers, so workers stay busy while some candidates run their full budget). */
@@ -81,6 +88,75 @@ export const SEARCH_DEFAULTS = {
   baselines: [...METHOD_NAMES] as string[],
 };
 
+/** One pruning setting a candidate is evaluated at: N:M patterns prune exactly 50%. */
+export interface Setting {
+  sparsity: number;
+  pattern: string;
+}
+
+/** Every setting of a run, in order (one unless `settings` lists more). */
+export function runSettings(s: Pick<SearchSettings, 'sparsity' | 'pattern' | 'settings'>): Setting[] {
+  return s.settings?.length ? s.settings : [{ sparsity: s.sparsity, pattern: s.pattern }];
+}
+
+/** A setting's name, as `--settings` spells it and the evaluations table stores it: `0.7:unstructured`, `2:4`. */
+export function settingLabel(x: Setting): string {
+  const p = patternName(parsePattern(x.pattern, x.sparsity));
+  return p === 'unstructured' ? `${x.sparsity}:unstructured` : p;
+}
+
+/** The fields of a run's configuration for a list of settings: one setting keeps the old shape. */
+export function settingsFields(list: Setting[]): Pick<SearchSettings, 'sparsity' | 'pattern'> & { settings?: Setting[] } {
+  const first = list[0]!;
+  return list.length > 1 ? { sparsity: first.sparsity, pattern: first.pattern, settings: list } : { sparsity: first.sparsity, pattern: first.pattern };
+}
+
+const NM_RE = /^\s*\d+\s*:\s*\d+\s*$/;
+
+/**
+ * `--settings`: comma-separated settings, each `SPARSITY` (unstructured), `SPARSITY:PATTERN`
+ * or `N:M` (an N:M pattern at its own 50%). Values are checked by checkSettings.
+ */
+export function parseSettingsList(text: string, flag = 'settings'): Setting[] {
+  const items = splitList(text, flag);
+  return items.map((item) => {
+    if (NM_RE.test(item)) return { sparsity: 0.5, pattern: item.replace(/\s/g, '') };
+    const at = item.indexOf(':');
+    const num = at < 0 ? item : item.slice(0, at);
+    const pattern = at < 0 ? 'unstructured' : item.slice(at + 1).trim();
+    const sparsity = Number(num.trim());
+    if (num.trim() === '' || !Number.isFinite(sparsity)) throw new InputError(`${flag} ${text}: ${item} is not SPARSITY, SPARSITY:PATTERN or N:M`);
+    return { sparsity, pattern };
+  });
+}
+
+/**
+ * The settings of `--sparsity` × `--pattern` (comma-separated lists): every sparsity with every
+ * unstructured pattern, and each N:M pattern once at its own 50% (it takes no sparsity).
+ * A sparsity that no pattern takes is refused (N:M alone needs 0.5, as for one setting).
+ */
+export function crossSettings(sparsities: number[], patterns: string[], names: Pick<SettingNames, 'sparsity' | 'pattern'> = FIELD_NAMES): Setting[] {
+  const twice = <T>(xs: T[], key: (x: T) => string): T | undefined => xs.find((x, i) => xs.findIndex((y) => key(y) === key(x)) !== i);
+  const sp = twice(sparsities, String);
+  if (sp !== undefined) throw new InputError(`${names.sparsity} ${sparsities.join(',')}: ${sp} given twice`);
+  const pt = twice(patterns, (p) => p.trim().toLowerCase().replace(/\s/g, ''));
+  if (pt !== undefined) throw new InputError(`${names.pattern} ${patterns.join(',')}: ${pt} given twice`);
+  const unstructured = patterns.filter((p) => !NM_RE.test(p));
+  const nm = patterns.filter((p) => NM_RE.test(p));
+  if (unstructured.length === 0) {
+    const other = sparsities.find((x) => x !== 0.5);
+    if (other !== undefined) throw new InputError(`${names.sparsity} ${other}: pattern ${nm[0]} prunes exactly 50% and no unstructured pattern takes ${other}; use ${names.sparsity} 0.5 or add unstructured to ${names.pattern}`);
+  }
+  return [...unstructured.flatMap((p) => sparsities.map((x) => ({ sparsity: x, pattern: p }))), ...nm.map((p) => ({ sparsity: 0.5, pattern: p }))];
+}
+
+/** Items of a comma-separated list, trimmed; an empty item is refused. */
+export function splitList(text: string, flag: string): string[] {
+  const items = text.split(',').map((x) => x.trim());
+  if (items.some((x) => x === '')) throw new InputError(`${flag} ${text}: empty item in the comma-separated list`);
+  return items;
+}
+
 /** GP options beyond the settings above; stored with the run (they shape its results). */
 export type GpOptions = Partial<Pick<GpConfig, 'terminals' | 'unaryOps' | 'binaryOps' | 'initDepth' | 'maxDepth' | 'maxSize' | 'sampleSize' | 'topK' | 'crossoverProb' | 'mutationProb' | 'seeds'>>;
 
@@ -92,7 +168,7 @@ export type SettingNames = Record<keyof SearchSettings | 'resume' | 'db' | 'work
 
 export const FIELD_NAMES: SettingNames = {
   ...(Object.fromEntries(
-    (['modelSha256', 'sparsity', 'pattern', 'mode', 'population', 'batch', 'iterations', 'generations', 'seed', 'fitnessData', 'evalTokens', 'shortFraction', 'margin', 'seqlen', 'calibData', 'nsamples', 'stats', 'seedKnown', 'baselines', 'gp', 'allocation'] as const).map((k) => [k, k]),
+    (['modelSha256', 'sparsity', 'pattern', 'settings', 'mode', 'population', 'batch', 'iterations', 'generations', 'seed', 'fitnessData', 'evalTokens', 'shortFraction', 'margin', 'seqlen', 'calibData', 'nsamples', 'stats', 'seedKnown', 'baselines', 'gp', 'allocation'] as const).map((k) => [k, k]),
   ) as Record<keyof SearchSettings, string>),
   resume: 'resume',
   db: 'db',
@@ -109,8 +185,7 @@ export function checkSettings(s: SearchSettings, names: SettingNames = FIELD_NAM
   const posInt = (v: number | null, key: keyof SearchSettings, min = 1): void => {
     if (v !== null && !(Number.isInteger(v) && v >= min)) throw new InputError(`${n[key]} ${v}: must be an integer of at least ${min}`);
   };
-  if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`${n.sparsity} ${s.sparsity}: must be a number strictly between 0 and 1`);
-  parsePattern(s.pattern, s.sparsity);
+  checkSettingList(s, n);
   posInt(s.population, 'population', 2);
   posInt(s.batch, 'batch');
   posInt(s.iterations, 'iterations', 0);
@@ -125,9 +200,34 @@ export function checkSettings(s: SearchSettings, names: SettingNames = FIELD_NAM
   for (const b of s.baselines) if (!(METHOD_NAMES as readonly string[]).includes(b)) throw new InputError(`${n.baselines}: unknown method ${b}; expected some of ${METHOD_NAMES.join(', ')} or none`);
   if (s.allocation && s.allocation.kind !== 'uniform') {
     parseAllocation(s.allocation.kind, s.allocation.m, s.allocation.lambda);
-    if (parsePattern(s.pattern, s.sparsity).kind !== 'unstructured') throw new InputError(`${n.allocation} ${s.allocation.kind}: needs unstructured sparsity (N:M fixes every block at 50%)`);
+    const nm = runSettings(s).find((x) => parsePattern(x.pattern, x.sparsity).kind !== 'unstructured');
+    if (nm) throw new InputError(`${n.allocation} ${s.allocation.kind}: needs unstructured sparsity (N:M fixes every block at 50%; setting ${nm.pattern})`);
   }
   if (s.gp) resolveConfig({ ...s.gp, populationSize: s.population, mode: s.mode, batchSize: s.batch, seedKnown: s.seedKnown });
+}
+
+/** Each setting valid (sparsity in (0, 1), a known pattern, 50% for N:M) and none twice. */
+function checkSettingList(s: SearchSettings, n: SettingNames): void {
+  if (!s.settings?.length) {
+    if (!(Number.isFinite(s.sparsity) && s.sparsity > 0 && s.sparsity < 1)) throw new InputError(`${n.sparsity} ${s.sparsity}: must be a number strictly between 0 and 1`);
+    parsePattern(s.pattern, s.sparsity);
+    return;
+  }
+  const first = s.settings[0]!;
+  if (s.settings.length < 2 || first.sparsity !== s.sparsity || first.pattern !== s.pattern) throw new Error('checkSettings: `settings` lists two or more settings, the first equal to sparsity/pattern');
+  const seen = new Set<string>();
+  for (const x of s.settings) {
+    const where = `${n.settings}: setting ${x.sparsity}:${x.pattern}`;
+    if (!(Number.isFinite(x.sparsity) && x.sparsity > 0 && x.sparsity < 1)) throw new InputError(`${where}: sparsity must be a number strictly between 0 and 1`);
+    try {
+      parsePattern(x.pattern, x.sparsity);
+    } catch (e) {
+      throw new InputError(`${where}: ${(e as Error).message}`);
+    }
+    const label = settingLabel(x);
+    if (seen.has(label)) throw new InputError(`${n.settings}: setting ${label} given twice`);
+    seen.add(label);
+  }
 }
 
 /** Short budget in predicted tokens: a prefix of the full budget's windows, at least one window. */
@@ -148,6 +248,6 @@ export function settingDiffs(stored: Record<string, unknown>, requested: Partial
 }
 
 function fmt(v: unknown): string {
-  if (Array.isArray(v)) return v.length ? v.join(',') : 'none';
+  if (Array.isArray(v)) return v.length ? v.map((x) => (x && typeof x === 'object' && 'pattern' in x ? settingLabel(x as Setting) : String(x))).join(',') : 'none';
   return v === null || v === undefined ? 'unset' : String(v);
 }

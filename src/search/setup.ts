@@ -45,7 +45,7 @@ export interface OpenedRun {
  */
 export function openRun(
   dbPath: string,
-  requested: Partial<SearchSettings>,
+  requested: Partial<Record<keyof SearchSettings, unknown>>,
   info: { resume: boolean; modelPath: string; versions: Record<string, string>; names?: SettingNames },
   full: SearchSettings | null,
 ): OpenedRun {

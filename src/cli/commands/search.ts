@@ -4,13 +4,13 @@ import type { CommandModule } from 'yargs';
 import { applyDeviceFlags, deviceFlags, type DeviceArgs } from '../device-flags.ts';
 import { InputError } from '../../errors.ts';
 import { METHOD_NAMES } from '../../prune/baselines.ts';
-import { runSearch, storedModel, type SearchProgress } from '../../search/run.ts';
+import { runSearch, storedModel, type RequestedSettings, type SearchProgress } from '../../search/run.ts';
 import { queueRunner, type Fault } from '../../search/runners.ts';
-import { SEARCH_DEFAULTS, type SearchSettings, type SettingNames } from '../../search/settings.ts';
+import { SEARCH_DEFAULTS, crossSettings, parseSettingsList, settingsFields, splitList, type SearchSettings, type Setting, type SettingNames } from '../../search/settings.ts';
 import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
-import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, outputFileFlag, stringFlag } from '../validate.ts';
+import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, numberListFlag, outputFileFlag, stringFlag } from '../validate.ts';
 import { allocationFlags } from './prune.ts';
 import { parseAllocation } from '../../prune/allocation.ts';
 import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
@@ -19,8 +19,9 @@ import type { GpOptions } from '../../search/settings.ts';
 interface Args extends DeviceArgs {
   model?: string;
   tokenizer?: string;
-  sparsity?: number;
+  sparsity?: number[];
   pattern?: string;
+  settings?: string;
   population?: number;
   iterations?: number;
   generations?: number;
@@ -58,6 +59,7 @@ const FLAGS: SettingNames = {
   modelSha256: '--model',
   sparsity: '--sparsity',
   pattern: '--pattern',
+  settings: '--settings',
   mode: 'the mode (--iterations or --generations)',
   population: '--population',
   batch: '--batch',
@@ -139,8 +141,9 @@ export const searchCommand: CommandModule<object, Args> = {
     allocationFlags(deviceFlags(y, true))
       .option('model', modelFlag())
       .option('tokenizer', inputFileFlag('tokenizer', { describe: 'tokenizer.json for text data (default: the one beside the model)' }))
-      .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1) (default ${d.sparsity})` }))
-      .option('pattern', stringFlag('pattern', { describe: `unstructured, 2:4 or 4:8 (default ${d.pattern})` }))
+      .option('sparsity', numberListFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, describe: `fraction pruned, in (0, 1), or a comma-separated list (0.5,0.7: fitness over every setting) (default ${d.sparsity})` }))
+      .option('pattern', stringFlag('pattern', { describe: `unstructured, 2:4 or 4:8, or a comma-separated list; with --sparsity a list, every pair is a setting, an N:M pattern once at its own 50% (default ${d.pattern})` }))
+      .option('settings', stringFlag('settings', { describe: 'explicit settings instead of --sparsity/--pattern: comma-separated SPARSITY, SPARSITY:PATTERN or N:M (0.5,0.7:unstructured,2:4)' }))
       .option('population', intFlag('population', { min: 2, describe: `population size (default ${d.population})` }))
       .option('iterations', intFlag('iterations', { min: 0, describe: `steady-state iterations, one child each (default ${d.iterations})` }))
       .option('generations', intFlag('generations', { min: 0, describe: 'generational mode: number of generations (instead of --iterations)' }))
@@ -173,9 +176,8 @@ export const searchCommand: CommandModule<object, Args> = {
     // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.
     const cal = calibrationShape({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen });
     if (cal.samples) ({ nsamples: a.nsamples, seqlen: a.seqlen } = cal);
-    const requested: Partial<Omit<SearchSettings, 'modelSha256' | 'gp'>> = {
-      sparsity: a.sparsity,
-      pattern: a.pattern,
+    const requested: RequestedSettings = {
+      ...settingsFromFlags(a),
       population: a.population,
       iterations: a.iterations,
       generations: a.generations,
@@ -251,6 +253,24 @@ export const searchCommand: CommandModule<object, Args> = {
     if (sum.status === 'interrupted') process.exitCode = 130;
   },
 };
+
+/**
+ * The settings from --settings, or --sparsity × --pattern. One setting: only the flags given
+ * (a resumed run compares just those), and `settings: null` so a resumed run of several
+ * settings refuses it; several: the whole list (see settingsFields).
+ */
+export function settingsFromFlags(a: { sparsity?: number[]; pattern?: string; settings?: string }): Partial<Pick<SearchSettings, 'sparsity' | 'pattern'>> & { settings?: Setting[] | null } {
+  let list: Setting[];
+  if (a.settings !== undefined) {
+    if (a.sparsity !== undefined || a.pattern !== undefined) throw new InputError('give --settings, or --sparsity and --pattern, not both');
+    list = parseSettingsList(a.settings, '--settings');
+  } else if (a.sparsity !== undefined || a.pattern !== undefined) {
+    list = crossSettings(a.sparsity ?? [d.sparsity], a.pattern !== undefined ? splitList(a.pattern, '--pattern') : [d.pattern], FLAGS);
+  } else return {};
+  if (list.length > 1) return settingsFields(list);
+  const one = list[0]!;
+  return { ...(a.sparsity !== undefined || a.settings !== undefined ? { sparsity: one.sparsity } : {}), ...(a.pattern !== undefined || a.settings !== undefined ? { pattern: one.pattern } : {}), settings: null };
+}
 
 /** The search space from --max-depth, --max-size, --operators, --terminals (undefined: the defaults). */
 export function gpOptionsFromFlags(a: { 'max-depth'?: number; 'max-size'?: number; operators?: string; terminals?: string }): GpOptions | undefined {

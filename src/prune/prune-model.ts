@@ -12,12 +12,16 @@
  * from the dense model (computed once on a model in memory, or read from a
  * statistics file one layer at a time).
  */
+import os from 'node:os';
 import { InputError } from '../errors.ts';
 import type { ModelProto, TensorProto } from '../onnx/proto.ts';
 import { memorySource, modelWeightBytes, type WeightSource } from '../onnx/weight-source.ts';
 import type { Device } from '../onnx/session.ts';
 import { discoverLayers, readLayerWeight, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
+import { streamedGradientNorms } from './stream-gradients.ts';
+import { planSegments } from '../onnx/block-split.ts';
+import { tensorDims } from '../onnx/tensor.ts';
 import { streamedStatistics } from './stream-stats.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
@@ -51,6 +55,8 @@ export interface PruneModelOptions {
   device?: Device;
   /** Sequences per calibration run (default 8). */
   batchSize?: number;
+  /** How G is computed when needed (see gradientPlan); default whole-model when the model is in memory. */
+  gradients?: 'whole' | 'streamed';
   /** Layer-wise sparsity (default uniform); OWL reads dense X and weights before pruning. */
   allocation?: Allocation;
   /** Sparsity per decoder block, given outright (e.g. a searched allocation); wins over `allocation`. */
@@ -91,13 +97,33 @@ export function prunableLayers(model: ModelProto): PrunableLayer[] {
   return layers;
 }
 
-/** Dense-model G of every layer, by the gradient graphs (the whole model in memory). */
-export function denseGradients(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
-  return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+export interface DenseGradientOptions {
+  threads?: number;
+  device?: Device;
+  /**
+   * Memory budget: G comes from the whole model's gradient graph when that fits,
+   * block by block otherwise (default: half of the RAM, as --max-memory).
+   */
+  maxMemory?: number;
+  onBatch?: (d: number, t: number) => void;
 }
 
 /**
- * Memory G needs: the gradient graph spans the whole model, so the weights, onnxruntime's
+ * Dense-model G of every layer: by the whole model's gradient graph when the model is
+ * in memory and its gradients fit the budget, block by block (stream-gradients.ts,
+ * same values) otherwise.
+ */
+export function denseGradients(model: ModelProto | WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: DenseGradientOptions = {}): Promise<Map<string, Float32Array>> {
+  const inMemory = 'resolve' in model ? null : model;
+  const source = inMemory ? memorySource(inMemory) : (model as WeightSource);
+  if (inMemory && gradientMemoryBytes(source) <= (opts.maxMemory ?? os.totalmem() / 2)) {
+    return computeGradientNorms(inMemory, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+  }
+  return streamedGradientNorms(source, layers, windows, { threads: opts.threads, device: opts.device, onProgress: opts.onBatch });
+}
+
+/**
+ * Memory G needs from the whole model's gradient graph: the weights, onnxruntime's
  * copy, one window's gradients and their float64 sums (twice the float32 size) and the
  * float32 G are all held at once: about 6 times the float32 weights.
  */
@@ -105,13 +131,35 @@ export function gradientMemoryBytes(source: WeightSource): number {
   return 6 * modelWeightBytes(source.model);
 }
 
-/** InputError when G would not fit the memory budget. */
-export function checkGradientMemory(source: WeightSource, maxMemory: number): void {
-  const need = gradientMemoryBytes(source);
-  if (need > maxMemory) {
-    throw new InputError(`G needs the whole model's gradients, about ${(need / 2 ** 30).toFixed(1)} GiB, over --max-memory ${(maxMemory / 2 ** 30).toFixed(1)} GiB; raise --max-memory on a machine with the RAM, or use methods without G`);
-  }
+/**
+ * Memory G needs block by block (stream-gradients.ts): G itself (float32, one value per
+ * prunable weight), the hidden states every block reads (blocks + 3 copies of
+ * nsamples x seqlen x hidden floats: kept inputs, upstream and input gradients), and
+ * one segment's gradient graph, about 5 times its float32 weights (the weights, one
+ * window's gradients, their float64 sums, onnxruntime's probe copy).
+ */
+export function streamedGradientMemoryBytes(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number): number {
+  const g = source.model.graph!;
+  const elems = new Map((g.initializer ?? []).map((t) => [t.name!, tensorDims(t).reduce((a, d) => a * d, 1)]));
+  const plan = planSegments(source.model);
+  const segment = Math.max(...plan.segments.map((s) => s.initializers.reduce((a, n) => a + (elems.get(n) ?? 0), 0)));
+  const hidden = Math.min(...layers.map((l) => l.in));
+  const G = layers.reduce((a, l) => a + l.out * l.in, 0);
+  return 4 * (G + (plan.blocks + 3) * nsamples * seqlen * hidden + 5 * segment);
 }
+
+/**
+ * How G is computed under the budget: 'whole' when the whole model's gradient graph
+ * fits, 'streamed' (block by block) when that does; InputError when neither does.
+ */
+export function gradientPlan(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number, maxMemory: number): 'whole' | 'streamed' {
+  if (gradientMemoryBytes(source) <= maxMemory) return 'whole';
+  const need = streamedGradientMemoryBytes(source, layers, nsamples, seqlen);
+  if (need <= maxMemory) return 'streamed';
+  throw new InputError(`G needs about ${gib(need)} GiB even block by block (G itself is ${gib(4 * layers.reduce((a, l) => a + l.out * l.in, 0))} GiB), over --max-memory ${gib(maxMemory)} GiB; raise --max-memory, use fewer --nsamples, or use methods without G`);
+}
+
+const gib = (b: number) => (b / 2 ** 30).toFixed(1);
 
 /** Dense-model X of every layer, block by block. */
 export async function denseX(model: ModelProto | WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; device?: Device; batchSize?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
@@ -140,15 +188,17 @@ function calibrates(method: PruneMethod, mode: CalibrationMode, stats: StatsSour
 }
 
 /**
- * G of every layer when the method reads it and no statistics file gives it; needs
- * the model in memory (the gradient graph spans the whole model).
+ * G of every layer when the method reads it and no statistics file gives it: by the
+ * whole model's gradient graph when the model is in memory and opts.gradients is not
+ * 'streamed', block by block from `source` otherwise.
  */
-async function gradientsFor(model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<Map<string, Float32Array> | null> {
+async function gradientsFor(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<Map<string, Float32Array> | null> {
   if (!opts.method.needs.G || opts.stats?.has.G) return null;
-  if (!model) throw new InputError(`metric ${opts.method.label} reads G, which needs the whole model in memory: compute it with \`symprune stats\` on a machine where it fits and pass --stats FILE`);
   const windows = requireWindows(opts.windows, `metric ${opts.method.label} (G)`);
   opts.onProgress?.('gradients', 0, 1);
-  return denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, n) => opts.onProgress?.('gradients', d, n) });
+  const onBatch = (d: number, n: number) => opts.onProgress?.('gradients', d, n);
+  if (model && opts.gradients !== 'streamed') return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: onBatch });
+  return streamedGradientNorms(source, layers, windows, { threads: opts.threads, device: opts.device, onProgress: onBatch });
 }
 
 /**
@@ -193,7 +243,7 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
   const mode: CalibrationMode = opts.calibration ?? 'sequential';
   const spec = maskSpecOf(method, opts, layers);
   const tg = performance.now();
-  const gradients = await gradientsFor(inMemory, layers, opts);
+  const gradients = await gradientsFor(source, inMemory, layers, opts);
   const gradSeconds = gradients ? (performance.now() - tg) / 1000 : 0;
   const alloc = await blockAllocation(inMemory, layers, opts);
   const calibrate = calibrates(method, mode, opts.stats);

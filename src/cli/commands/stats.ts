@@ -14,7 +14,7 @@ import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
+import { denseGradients, denseX, gradientPlan, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
 interface Args extends DeviceArgs {
@@ -54,12 +54,13 @@ export const statsCommand: CommandModule<object, Args> = {
     const source = await openModelSource(described);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(source.model));
     const layers = prunableLayers(source.model);
-    checkGradientMemory(source, maxMemory);
+    // G by the whole model's gradient graph when it fits the budget, block by block otherwise.
+    const gradients = gradientPlan(source, layers, a.nsamples, a.seqlen, maxMemory);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
     const tg = performance.now();
     const gbar = progress('G', windows.length);
-    const model = (await source.loadAll()).model;
-    const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
+    const model = gradients === 'whole' ? (await source.loadAll()).model : source;
+    const G = await denseGradients(model, layers, windows, { threads: a.threads, maxMemory, onBatch: (d, n) => gbar.update((d / n) * windows.length) });
     gbar.done();
     const gradSeconds = (performance.now() - tg) / 1000;
     const tx = performance.now();
@@ -84,6 +85,7 @@ export const statsCommand: CommandModule<object, Args> = {
       nsamples: windows.length,
       seqlen: a.seqlen,
       bytes: fs.statSync(out).size,
+      gradients,
       seconds: { gradients: gradSeconds, X: xSeconds, total: (performance.now() - t0) / 1000 },
     };
     if (a.json) process.stdout.write(JSON.stringify(summary) + '\n');

@@ -16,7 +16,8 @@ export interface TensorInfo {
   values?: number[];
 }
 
-const ORT_TO_ONNX: Record<string, number> = {
+/** ONNX data type of an onnxruntime tensor type. */
+export const ORT_TO_ONNX: Record<string, number> = {
   float32: DataType.FLOAT, uint8: DataType.UINT8, int8: DataType.INT8, uint16: DataType.UINT16,
   int16: DataType.INT16, int32: DataType.INT32, int64: DataType.INT64, string: DataType.STRING,
   bool: DataType.BOOL, float16: DataType.FLOAT16, float64: DataType.DOUBLE, uint32: DataType.UINT32,

@@ -28,7 +28,7 @@ import type { PruneMethod } from './baselines.ts';
 import { pruneBlocks, type CalibrationMode } from './block-prune.ts';
 import type { LayerReport } from './prune-layer.ts';
 import { patternName, type MaskSpec, type Pattern } from './score.ts';
-import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
+import { allocationName, layerAllocation, type Allocation, type AllocationReport } from './allocation.ts';
 
 export type { CalibrationMode } from './block-prune.ts';
 export type { LayerReport } from './prune-layer.ts';
@@ -73,7 +73,7 @@ export interface PruneResult {
   nsamples: number;
   seqlen: number;
   /** How the sparsity was spread over the blocks, and each block's sparsity (uniform: empty). */
-  allocation: { name: string; blocks: Array<{ block: number; sparsity: number; outlierRatio?: number }> };
+  allocation: AllocationReport;
   layers: LayerReport[];
   overall: { pruned: number; total: number; sparsity: number };
   seconds: { gradients: number; calibration: number; prune: number; total: number };
@@ -214,12 +214,11 @@ async function blockAllocation(model: ModelProto | null, layers: PrunableLayer[]
   if (given) return { sparsity: given, report: { name: 'given', blocks: [...given].map(([block, sparsity]) => ({ block, sparsity })) } };
   if (a.kind === 'uniform') return { sparsity: new Map(), report: { name: 'uniform', blocks: [] } };
   if (!model) throw new InputError(`--allocation ${allocationName(a)} reads every layer's dense weights at once: it needs a model that fits in memory`);
-  // OWL reads the dense model's X, whatever the calibration mode; given statistics are dense.
+  // OWL and expressions read the dense model's X, whatever the calibration mode; given statistics are dense.
   const X = opts.stats?.has.X
     ? null
-    : await denseX(model, layers, requireWindows(opts.windows, 'OWL allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
-  const r = owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, { sparsity: opts.sparsity, m: a.m, lambda: a.lambda });
-  return { sparsity: r.sparsity, report: { name: allocationName(a), blocks: r.blocks.map((b, i) => ({ block: b, sparsity: r.sparsity.get(b)!, outlierRatio: r.ratios[i]! })) } };
+    : await denseX(model, layers, requireWindows(opts.windows, 'layer-wise allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
+  return layerAllocation(a, layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, opts.sparsity);
 }
 
 /**

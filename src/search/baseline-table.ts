@@ -109,7 +109,7 @@ async function inMemory(o: BaselineTableOptions): Promise<BaselineTable> {
   const G = needG ? await denseGradients(model, layers, o.windows, { threads: o.threads }) : null;
   const gradientSeconds = needG ? (performance.now() - tg) / 1000 : 0;
   // Dense X: one-shot pruning reads it, and OWL's allocation always does (sequential pruning measures its own).
-  const needX = (o.calibration === 'one-shot' && o.rows.some((r) => r.method.needs.X)) || o.rows.some((r) => r.allocation.kind === 'owl');
+  const needX = (o.calibration === 'one-shot' && o.rows.some((r) => r.method.needs.X)) || o.rows.some((r) => r.allocation.kind !== 'uniform');
   const X = needX ? await denseX(model, layers, o.windows, { threads: o.threads }) : null;
   const stats = new MemoryStats(X, G);
   const rows: BaselineRow[] = [];

@@ -16,7 +16,7 @@ import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts'
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
 import { SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
 import { parsePattern, type Pattern } from '../prune/score.ts';
-import { owlAllocation } from '../prune/allocation.ts';
+import { layerAllocation, layerSparsities } from '../prune/allocation.ts';
 import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
@@ -172,12 +172,12 @@ export async function prepareData(
   const statsFile = cached ? source! : cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
-  // OWL's allocation from the dense weights and X, once; every candidate and baseline is masked with it.
+  // The allocation (OWL's or an expression's) from the dense weights and X, once; every candidate and baseline is masked with it.
   const blockSparsity =
-    s.allocation?.kind === 'owl'
-      ? owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, { sparsity: s.sparsity, m: s.allocation.m, lambda: s.allocation.lambda }).sparsity
+    s.allocation && s.allocation.kind !== 'uniform'
+      ? layerAllocation(s.allocation, layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, s.sparsity).sparsity
       : new Map<number, number>();
-  const layerSparsity = blockSparsity.size ? layers.map((l) => blockSparsity.get(l.block) ?? s.sparsity) : undefined;
+  const layerSparsity = blockSparsity.size ? layerSparsities(layers, blockSparsity, s.sparsity) : undefined;
   const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity });
   return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds, hashes };
 }

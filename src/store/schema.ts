@@ -8,7 +8,7 @@ import { accessSync, closeSync, constants, existsSync, openSync, readSync, statS
 import { makeDirs } from '../files.ts';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
-import { BINARY_OPS, TERMINALS, UNARY_OPS, type BinaryOp, type Terminal, type UnaryOp } from '../search-space/tree.ts';
+import { BINARY_OPS, TERMINALS, UNARY_OPS, type BinaryOp, type MetricTerminal as Terminal, type UnaryOp } from '../search-space/tree.ts';
 
 export type DB = Database.Database;
 

@@ -18,7 +18,7 @@ import { METHOD_NAMES, baselineMethod } from '../../prune/baselines.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
 import { parsePattern } from '../../prune/score.ts';
 import { CALIBRATION_MODES, allocationFlags, allocationFromArgs, checkCalibrationMode, checkEvalTokens, metricFromArg } from './prune.ts';
-import { type Allocation } from '../../prune/allocation.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, allocationName, type Allocation } from '../../prune/allocation.ts';
 import type { TaskResult } from '../../eval/zero-shot.ts';
 import { taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 
@@ -35,9 +35,9 @@ interface Args extends DeviceArgs {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
-  allocation: string;
-  'owl-m': number;
-  'owl-lambda': number;
+  allocation?: string;
+  'owl-m'?: number;
+  'owl-lambda'?: number;
   task?: string[];
   metric?: string;
 }
@@ -53,10 +53,18 @@ function taskCells(r: Record<string, TaskResult> | undefined): string {
 /** Rows added to the default list for unstructured sparsity: OWL on top of Wanda and Pruner-Zero. */
 const OWL_ROWS = ['wanda+owl', 'pruner-zero+owl'];
 
-/** A --methods entry: NAME or NAME+owl (OWL's allocation on top of that method). */
+/**
+ * A --methods entry: NAME, NAME+owl (OWL's allocation on top of that method) or NAME+alloc
+ * (the expression given to --allocation). --allocation owl applies to every row; an
+ * expression only to the +alloc rows, so they stand beside the uniform and OWL ones.
+ */
 function methodRow(name: string, all: Allocation, owl: Allocation & { kind: 'owl' }): { name: string; allocation: Allocation } {
   if (name.endsWith('+owl')) return { name, allocation: owl };
-  return { name: all.kind === 'owl' ? `${name}+owl` : name, allocation: all };
+  if (name.endsWith('+alloc')) {
+    if (all.kind !== 'expr') throw new InputError(`--methods ${name}: a +alloc row needs --allocation EXPR or FILE (an allocation expression)`);
+    return { name, allocation: all };
+  }
+  return all.kind === 'owl' ? { name: `${name}+owl`, allocation: all } : { name, allocation: { kind: 'uniform' } };
 }
 
 
@@ -70,7 +78,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
       .option('metric', stringFlag('metric', { describe: 'also a metric (file or infix expression, as prune --metric): rows metric (and metric+owl when unstructured)' }))
       .option('sparsity', numberFlag('sparsity', { min: 0, max: 1, minExclusive: true, maxExclusive: true, default: 0.5, describe: 'fraction of weights pruned, in (0, 1)' }))
       .option('pattern', stringFlag('pattern', { default: 'unstructured', describe: 'unstructured (per output row), 2:4 or 4:8' }))
-      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl (default: all, and ${OWL_ROWS.join(', ')} when unstructured)` }))
+      .option('methods', stringFlag('methods', { describe: `comma-separated subset of ${METHOD_NAMES.join(',')}, each optionally NAME+owl, or NAME+alloc with --allocation EXPR|FILE (default: all, and ${OWL_ROWS.join(', ')} when unstructured, and wanda+alloc, metric+alloc with an expression)` }))
       .option('calibration', choiceFlag('calibration', CALIBRATION_MODES, { default: 'sequential', describe: 'one-shot or sequential' }))
       .option('data', dataFlag('data', { describe: `calibration data (default ${DEFAULT_CALIBRATION_DATA})` }))
       .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${DEFAULT_NSAMPLES}; with a 2-D .npy of samples: its rows)` }))
@@ -88,16 +96,18 @@ export const baselinesCommand: CommandModule<object, Args> = {
     ({ nsamples: a.nsamples, seqlen: a.seqlen } = calibrationShape(a));
     checkEvalTokens(a['eval-tokens'], a.seqlen);
     const allocation = allocationFromArgs(a, pattern);
-    const owl = { kind: 'owl' as const, m: a['owl-m'], lambda: a['owl-lambda'] };
-    const owlRows = pattern.kind === 'unstructured' && allocation.kind === 'uniform';
+    const owl = { kind: 'owl' as const, m: a['owl-m'] ?? (allocation.kind === 'expr' ? allocation.m : OWL_DEFAULT_M), lambda: a['owl-lambda'] ?? (allocation.kind === 'expr' ? allocation.lambda : OWL_DEFAULT_LAMBDA) };
+    const owlRows = pattern.kind === 'unstructured' && allocation.kind !== 'owl';
     const metricRows = a.metric !== undefined ? ['metric', ...(owlRows ? ['metric+owl'] : [])] : [];
-    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows];
+    const exprRows = allocation.kind === 'expr' ? ['wanda+alloc', ...(a.metric !== undefined ? ['metric+alloc'] : [])] : [];
+    const names = a.methods ? a.methods.split(',').map((s) => s.trim()).filter(Boolean) : [...METHOD_NAMES, ...(owlRows ? OWL_ROWS : []), ...metricRows, ...exprRows];
+    const base = (n: string): string => n.replace(/\+(owl|alloc)$/, '');
     const metric = a.metric !== undefined ? metricFromArg(a.metric) : null;
-    if (names.some((n) => n.replace(/\+owl$/, '') === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
+    if (names.some((n) => base(n) === 'metric') && !metric) throw new InputError('--methods: the row metric needs --metric');
     if (names.length === 0) throw new InputError('--methods: empty list');
     if (pattern.kind !== 'unstructured' && names.some((n) => n.endsWith('+owl'))) throw new InputError(`--methods: OWL rows need --pattern unstructured`);
     const rowSpecs = names.map((n) => methodRow(n, allocation, owl));
-    const methods = rowSpecs.map((r) => (r.name.replace(/\+owl$/, '') === 'metric' ? metric! : baselineMethod(r.name.replace(/\+owl$/, ''))));
+    const methods = rowSpecs.map((r) => (base(r.name) === 'metric' ? metric! : baselineMethod(base(r.name))));
     if (rowSpecs.some((r) => r.allocation.kind === 'owl')) allocationFromArgs({ ...a, allocation: 'owl' }, pattern); // --owl-m/--owl-lambda checked
     const tasks = tasksFromArgs(a.task, true);
     const described = resolveModel(a.model, a.tokenizer);
@@ -151,7 +161,7 @@ export const baselinesCommand: CommandModule<object, Args> = {
         gradientSeconds,
         methods: rows,
         metric: metric?.label ?? null,
-        allocation: rowSpecs.some((r) => r.allocation.kind === 'owl') ? { owlM: a['owl-m'], owlLambda: a['owl-lambda'] } : null,
+        allocation: rowSpecs.some((r) => r.allocation.kind !== 'uniform') ? { owlM: owl.m, owlLambda: owl.lambda, ...(allocation.kind === 'expr' ? { expr: allocation.expr, name: allocationName(allocation) } : {}) } : null,
         seconds: (performance.now() - t0) / 1000,
       };
       if (a.json) {

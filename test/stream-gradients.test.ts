@@ -2,7 +2,8 @@
  * G block by block (stream-gradients.ts) against G of the whole model's gradient graph
  * (gradients.ts, itself checked by finite differences in gradients.test.ts) on tiny
  * LLaMAs built on the spot: several blocks, grouped-query attention, tied embeddings,
- * a float16 model and a Hugging Face folder read tensor by tensor.
+ * a float16 model and a Hugging Face folder read tensor by tensor; held in memory or
+ * parked in a scratch file.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,8 @@ import { memorySource } from '../src/onnx/weight-source.ts';
 import { DataType, type ModelProto } from '../src/onnx/proto.ts';
 import { floatTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor.ts';
 import { computeGradientNorms } from '../src/prune/gradients.ts';
-import { streamedGradientNorms } from '../src/prune/stream-gradients.ts';
+import { scratchGradientKey, streamedGradientNorms, streamedGradientNormsToScratch } from '../src/prune/stream-gradients.ts';
+import { ScratchFloats } from '../src/prune/scratch-floats.ts';
 import { discoverLayers } from '../src/prune/discover.ts';
 import { resolveModel } from '../src/model/load.ts';
 import { openModelSource } from '../src/model/source.ts';
@@ -65,6 +67,17 @@ for (const [label, c] of [
     let steps = 0;
     const streamed = await streamedGradientNorms(memorySource(model), layers, windows, { threads: 1, onProgress: () => steps++ });
     assertSameG(streamed, whole);
+    // The same with G and the blocks' hidden states parked in a scratch file.
+    const scratch = ScratchFloats.open();
+    try {
+      await streamedGradientNormsToScratch(memorySource(model), layers, windows, scratch, { threads: 1 });
+      assertSameG(new Map(layers.map((l) => [l.name, scratch.get(scratchGradientKey(l.name))])), whole);
+      const gFloats = layers.reduce((a, l) => a + l.out * l.in, 0);
+      // G, plus the inputs of blocks 1 and 2 and of the tail (4 windows x 9 tokens x 16 each).
+      assert.equal(scratch.bytes, 4 * (gFloats + 3 * 4 * 9 * c.dim));
+    } finally {
+      scratch.close();
+    }
     // forward through the 3 blocks' prelude and blocks, backward through the tail and 3 blocks, per window
     assert.equal(steps, (1 + 3 + 1 + 3) * windows.length);
   });

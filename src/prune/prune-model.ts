@@ -19,7 +19,8 @@ import { memorySource, modelWeightBytes, type WeightSource } from '../onnx/weigh
 import type { Device } from '../onnx/session.ts';
 import { discoverLayers, readLayerWeight, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
-import { streamedGradientNorms } from './stream-gradients.ts';
+import { scratchGradientKey, streamedGradientNorms, streamedGradientNormsToScratch } from './stream-gradients.ts';
+import { ScratchFloats } from './scratch-floats.ts';
 import { planSegments } from '../onnx/block-split.ts';
 import { tensorDims } from '../onnx/tensor.ts';
 import { streamedStatistics } from './stream-stats.ts';
@@ -132,20 +133,22 @@ export function gradientMemoryBytes(source: WeightSource): number {
 }
 
 /**
- * Memory G needs block by block (stream-gradients.ts): G itself (float32, one value per
- * prunable weight), the hidden states every block reads (blocks + 3 copies of
- * nsamples x seqlen x hidden floats: kept inputs, upstream and input gradients), and
- * one segment's gradient graph, about 5 times its float32 weights (the weights, one
- * window's gradients, their float64 sums, onnxruntime's probe copy).
+ * Memory G needs block by block with the scratch file (streamedGradientNormsToScratch):
+ * three copies of nsamples x seqlen x hidden floats (the embedding's output, the
+ * upstream gradient and the input gradient; the other blocks' inputs and G wait on
+ * disk), the largest layer's G, and the largest segment's gradient graph: its float32
+ * weights twice (as read, and onnxruntime's packed copy) plus three times its prunable
+ * weights (one window's gradients and their float64 sums).
  */
 export function streamedGradientMemoryBytes(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number): number {
   const g = source.model.graph!;
   const elems = new Map((g.initializer ?? []).map((t) => [t.name!, tensorDims(t).reduce((a, d) => a * d, 1)]));
+  const prunable = new Set(layers.map((l) => l.initializer));
   const plan = planSegments(source.model);
-  const segment = Math.max(...plan.segments.map((s) => s.initializers.reduce((a, n) => a + (elems.get(n) ?? 0), 0)));
+  const segment = Math.max(...plan.segments.map((s) => s.initializers.reduce((a, n) => a + (2 + (prunable.has(n) ? 3 : 0)) * (elems.get(n) ?? 0), 0)));
   const hidden = Math.min(...layers.map((l) => l.in));
-  const G = layers.reduce((a, l) => a + l.out * l.in, 0);
-  return 4 * (G + (plan.blocks + 3) * nsamples * seqlen * hidden + 5 * segment);
+  const layer = Math.max(...layers.map((l) => l.out * l.in));
+  return 4 * (3 * nsamples * seqlen * hidden + layer + segment);
 }
 
 /**
@@ -156,7 +159,7 @@ export function gradientPlan(source: WeightSource, layers: PrunableLayer[], nsam
   if (gradientMemoryBytes(source) <= maxMemory) return 'whole';
   const need = streamedGradientMemoryBytes(source, layers, nsamples, seqlen);
   if (need <= maxMemory) return 'streamed';
-  throw new InputError(`G needs about ${gib(need)} GiB even block by block (G itself is ${gib(4 * layers.reduce((a, l) => a + l.out * l.in, 0))} GiB), over --max-memory ${gib(maxMemory)} GiB; raise --max-memory, use fewer --nsamples, or use methods without G`);
+  throw new InputError(`G needs about ${gib(need)} GiB even block by block, over --max-memory ${gib(maxMemory)} GiB; raise --max-memory, use fewer --nsamples or a shorter --seqlen, or use methods without G`);
 }
 
 const gib = (b: number) => (b / 2 ** 30).toFixed(1);
@@ -187,18 +190,44 @@ function calibrates(method: PruneMethod, mode: CalibrationMode, stats: StatsSour
   return method.kind === 'sparsegpt' || (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
 }
 
+/** G of every layer, read one layer at a time; close() lets go of it (and its scratch file). */
+export interface GradientStore {
+  get(layer: string): Float32Array | undefined;
+  close(): void;
+}
+
+/**
+ * Dense-model G under plan `how` (gradientPlan): 'whole' by the whole model's gradient
+ * graph (`model` must be in memory), 'streamed' block by block from `source` with the
+ * hidden states and G parked in a scratch file in the temporary folder.
+ */
+export async function computeGradients(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], windows: Int32Array[], how: 'whole' | 'streamed', opts: { threads?: number; device?: Device; onBatch?: (d: number, t: number) => void } = {}): Promise<GradientStore> {
+  if (how === 'whole') {
+    if (!model) throw new Error('computeGradients: the whole-model gradient graph needs the model in memory');
+    const G = await computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+    return { get: (l) => G.get(l), close: () => {} };
+  }
+  const scratch = ScratchFloats.open();
+  try {
+    await streamedGradientNormsToScratch(source, layers, windows, scratch, { threads: opts.threads, device: opts.device, onProgress: opts.onBatch });
+  } catch (e) {
+    scratch.close();
+    throw e;
+  }
+  return { get: (l) => scratch.get(scratchGradientKey(l)), close: () => scratch.close() };
+}
+
 /**
  * G of every layer when the method reads it and no statistics file gives it: by the
  * whole model's gradient graph when the model is in memory and opts.gradients is not
  * 'streamed', block by block from `source` otherwise.
  */
-async function gradientsFor(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<Map<string, Float32Array> | null> {
+async function gradientsFor(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<GradientStore | null> {
   if (!opts.method.needs.G || opts.stats?.has.G) return null;
   const windows = requireWindows(opts.windows, `metric ${opts.method.label} (G)`);
   opts.onProgress?.('gradients', 0, 1);
-  const onBatch = (d: number, n: number) => opts.onProgress?.('gradients', d, n);
-  if (model && opts.gradients !== 'streamed') return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: onBatch });
-  return streamedGradientNorms(source, layers, windows, { threads: opts.threads, device: opts.device, onProgress: onBatch });
+  const how = model && opts.gradients !== 'streamed' ? 'whole' : 'streamed';
+  return computeGradients(source, model, layers, windows, how, { threads: opts.threads, device: opts.device, onBatch: (d, n) => opts.onProgress?.('gradients', d, n) });
 }
 
 /**
@@ -244,39 +273,43 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
   const tg = performance.now();
   const gradients = await gradientsFor(source, inMemory, layers, opts);
   const gradSeconds = gradients ? (performance.now() - tg) / 1000 : 0;
-  const alloc = await blockAllocation(inMemory, layers, opts);
-  const calibrate = calibrates(method, mode, opts.stats);
-  const stats = (l: PrunableLayer): LayerStats => {
-    const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
-    return { X: calibrate ? null : fromFile?.X ?? null, G: gradients?.get(l.name) ?? fromFile?.G ?? null };
-  };
-  const r = await pruneBlocks(source, {
-    method,
-    spec,
-    mode,
-    layers,
-    windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
-    stats,
-    blockSparsity: alloc.sparsity,
-    threads: opts.threads,
-    device: opts.device,
-    batchSize: opts.batchSize,
-    sink: opts.sink,
-    onProgress: opts.onProgress,
-  });
-  const pruned = r.reports.reduce((a, x) => a + x.pruned, 0);
-  const total = r.reports.reduce((a, x) => a + x.out * x.in, 0);
-  return {
-    method: method.name,
-    label: method.label,
-    sparsity: spec.sparsity,
-    pattern: patternName(opts.pattern),
-    allocation: alloc.report,
-    calibration: mode,
-    nsamples: opts.windows?.length ?? 0,
-    seqlen: opts.windows?.[0]?.length ?? 0,
-    layers: r.reports,
-    overall: { pruned, total, sparsity: total > 0 ? pruned / total : 0 },
-    seconds: { gradients: gradSeconds, calibration: r.seconds.calibration, prune: r.seconds.prune, total: (performance.now() - t0) / 1000 },
-  };
+  try {
+    const alloc = await blockAllocation(inMemory, layers, opts);
+    const calibrate = calibrates(method, mode, opts.stats);
+    const stats = (l: PrunableLayer): LayerStats => {
+      const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
+      return { X: calibrate ? null : fromFile?.X ?? null, G: gradients?.get(l.name) ?? fromFile?.G ?? null };
+    };
+    const r = await pruneBlocks(source, {
+      method,
+      spec,
+      mode,
+      layers,
+      windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
+      stats,
+      blockSparsity: alloc.sparsity,
+      threads: opts.threads,
+      device: opts.device,
+      batchSize: opts.batchSize,
+      sink: opts.sink,
+      onProgress: opts.onProgress,
+    });
+    const pruned = r.reports.reduce((a, x) => a + x.pruned, 0);
+    const total = r.reports.reduce((a, x) => a + x.out * x.in, 0);
+    return {
+      method: method.name,
+      label: method.label,
+      sparsity: spec.sparsity,
+      pattern: patternName(opts.pattern),
+      allocation: alloc.report,
+      calibration: mode,
+      nsamples: opts.windows?.length ?? 0,
+      seqlen: opts.windows?.[0]?.length ?? 0,
+      layers: r.reports,
+      overall: { pruned, total, sparsity: total > 0 ? pruned / total : 0 },
+      seconds: { gradients: gradSeconds, calibration: r.seconds.calibration, prune: r.seconds.prune, total: (performance.now() - t0) / 1000 },
+    };
+  } finally {
+    gradients?.close();
+  }
 }

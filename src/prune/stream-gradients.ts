@@ -28,6 +28,7 @@ import { createSession, ort } from '../onnx/session.ts';
 import type { WeightSource } from '../onnx/weight-source.ts';
 import { addSquares, checkGradientInputs, gradientNorm } from './gradients.ts';
 import type { PrunableLayer } from './discover.ts';
+import type { ScratchFloats } from './scratch-floats.ts';
 
 export interface StreamedGradientOptions extends StreamOptions {
   /** Progress over all segment runs (forward and backward), one step per window. */
@@ -37,9 +38,6 @@ export interface StreamedGradientOptions extends StreamOptions {
 /** Graph input carrying dLoss/d`name` into a segment's gradient graph. */
 const upstreamName = (name: string) => `upstream::${name}`;
 const VJP_LOSS = 'vjp::loss';
-
-/** Carried tensors a segment reads, per window. */
-type Inputs = Map<string, ort.Tensor>;
 
 /**
  * The scalar sum over `outs` of sum(out * upstream(out)): its gradient with respect to
@@ -63,9 +61,8 @@ function withVjpLoss(m: ModelProto, outs: string[]): ModelProto {
   });
 }
 
-/** A segment's model with its weights, typed by the tensors kept for it, reading `tokenInputs` from the window feeds too. */
-function modelOf(model: ModelProto, spec: SegmentSpec, kept: Inputs, tensors: TensorProto[], tokenInputs: string[]): ModelProto {
-  const types = new Map([...kept].map(([n, t]) => [n, ORT_TO_ONNX[t.type] ?? DataType.FLOAT]));
+/** A segment's model with its weights and the given input types, reading `tokenInputs` from the window feeds too. */
+function modelOf(model: ModelProto, spec: SegmentSpec, types: Map<string, number>, tensors: TensorProto[], tokenInputs: string[]): ModelProto {
   const m = segmentModel(model, { ...spec, inputs: [...spec.inputs, ...tokenInputs.filter((n) => !spec.inputs.includes(n))] }, types);
   m.graph!.initializer = tensors;
   return m;
@@ -83,8 +80,30 @@ function segmentOfLayers(stream: SegmentStream, layers: PrunableLayer[]): Map<nu
   return bySeg;
 }
 
-/** G of every layer, [out, in], computed block by block (see the file comment); equal to computeGradientNorms. */
+/** G of every layer, [out, in], computed block by block (see the file comment) and held in memory; equal to computeGradientNorms. */
 export async function streamedGradientNorms(source: WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: StreamedGradientOptions = {}): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  await gradientPass(source, layers, windows, opts, null, (l, G) => out.set(l.name, G));
+  return new Map(layers.map((l) => [l.name, out.get(l.name)!]));
+}
+
+/** Key of a layer's G in the scratch file of streamedGradientNormsToScratch. */
+export const scratchGradientKey = (layer: string) => `G:${layer}`;
+
+/**
+ * The same G, parked in `scratch` under scratchGradientKey(layer) as each block is done,
+ * with the hidden states the blocks produce parked there too until the backward pass
+ * reads them: memory holds one segment, the embedding's output and two gradients of
+ * the hidden states, whatever the depth.
+ */
+export async function streamedGradientNormsToScratch(source: WeightSource, layers: PrunableLayer[], windows: Int32Array[], scratch: ScratchFloats, opts: StreamedGradientOptions = {}): Promise<void> {
+  await gradientPass(source, layers, windows, opts, scratch, (l, G) => scratch.put(scratchGradientKey(l.name), G, [l.out, l.in]));
+}
+
+/** A tensor a segment reads, in memory or parked in the scratch file. */
+type Kept = ort.Tensor | { key: string };
+
+async function gradientPass(source: WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: StreamedGradientOptions, scratch: ScratchFloats | null, emit: (l: PrunableLayer, G: Float32Array) => void): Promise<void> {
   checkGradientInputs(layers, windows);
   const upcast = hasFloat16(source.model);
   const toF32 = (m: ModelProto) => (upcast ? upcastToFloat32(m) : m);
@@ -99,15 +118,27 @@ export async function streamedGradientNorms(source: WeightSource, layers: Prunab
   let done = 0;
   const tick = () => opts.onProgress?.(++done, total);
 
-  // Forward: keep what every segment from `lowest` up reads, per window.
-  const kept = new Map<number, Inputs[]>();
+  // Forward: keep what every segment from `lowest` up reads, per window; what blocks
+  // produce goes to the scratch file when there is one (the prelude's tensors are shared).
+  const kept = new Map<number, Array<Map<string, Kept>>>();
   const keep = (spec: SegmentSpec) => {
     if (spec.index < lowest) return;
-    kept.set(spec.index, stream.batches.map((_, b) => new Map(spec.inputs.flatMap((n) => {
-      const t = stream.get(b, n);
-      return t ? [[n, t] as const] : [];
-    }))));
+    kept.set(spec.index, stream.batches.map((_, b) => {
+      const m = new Map<string, Kept>();
+      for (const n of spec.inputs) {
+        const t = stream.get(b, n);
+        if (!t) continue;
+        if (scratch && (producer.get(n) ?? -1) >= 0 && t.type === 'float32') {
+          const key = `${spec.index}:${b}:${n}`;
+          scratch.put(key, t.data as Float32Array, [...t.dims]);
+          m.set(n, { key });
+        } else m.set(n, t);
+      }
+      return m;
+    }));
   };
+  const load = (k: Kept): ort.Tensor => ('key' in k ? new ort.Tensor('float32', scratch!.get(k.key), scratch!.dims(k.key)) : k);
+  const isFloat = (k: Kept | undefined) => !!k && ('key' in k || k.type === 'float32');
   for (const spec of plan.segments.slice(0, -1)) {
     keep(spec);
     await stream.run(spec, { transform: toF32, onBatch: tick });
@@ -116,28 +147,30 @@ export async function streamedGradientNorms(source: WeightSource, layers: Prunab
 
   // Backward: dLoss/d(tensor) per window for the tensors crossing a cut.
   const upstream = new Map<string, ort.Tensor[]>();
-  const out = new Map<string, Float32Array>();
   for (const spec of [...specs].reverse()) {
     const inputs = kept.get(spec.index)!;
     const isTail = spec === stream.tail;
     const outs = spec.outputs.filter((o) => upstream.has(o));
     const own = bySeg.get(spec.index) ?? [];
     // Carried float inputs produced by a segment that is differentiated too.
-    const carriedWrt = spec.inputs.filter((n) => (producer.get(n) ?? -2) >= lowest && inputs[0]!.get(n)?.type === 'float32');
+    const carriedWrt = spec.inputs.filter((n) => (producer.get(n) ?? -2) >= lowest && isFloat(inputs[0]!.get(n)));
     const wrt = [...new Set(own.map((l) => l.initializer)), ...carriedWrt];
     if (!isTail && outs.length === 0) throw new Error(`gradients: segment ${spec.kind} ${spec.index} has no upstream gradient`);
     const tensors = await source.resolve(spec.initializers);
-    const base = toF32(modelOf(source.model, spec, inputs[0]!, tensors, isTail ? ['input_ids'] : []));
+    const types = new Map([...inputs[0]!].map(([n, k]) => [n, 'key' in k ? DataType.FLOAT : ORT_TO_ONNX[k.type] ?? DataType.FLOAT]));
+    const base = toF32(modelOf(source.model, spec, types, tensors, isTail ? ['input_ids'] : []));
     const withLoss = isTail ? appendLoss(base) : withVjpLoss(base, outs);
     const loss = isTail ? 'loss' : VJP_LOSS;
     const feedsFor = (b: number): Record<string, ort.Tensor> => {
       const f: Record<string, ort.Tensor> = { ...windowFeeds(source.model, stream.batches[b]!) };
-      for (const [n, t] of inputs[b]!) f[n] = t;
+      for (const [n, k] of inputs[b]!) f[n] = load(k);
       for (const o of outs) f[upstreamName(o)] = upstream.get(o)![b]!;
       return f;
     };
-    const gradModel = await buildGradientGraph(withLoss, { loss, wrt, feeds: feedsFor(0) });
-    const session = await createSession(gradModel, { threads: opts.threads, device: opts.device, feedWeights: 'always' });
+    // Weights are fed as views of their bytes, never copied into model bytes.
+    const sessionOpts = { threads: opts.threads, device: opts.device, feedWeights: 'always' as const };
+    const gradModel = await buildGradientGraph(withLoss, { loss, wrt, feeds: feedsFor(0), probeSession: sessionOpts });
+    const session = await createSession(gradModel, sessionOpts);
     const sums = new Map<string, Float64Array>();
     try {
       for (let b = 0; b < stream.batches.length; b++) {
@@ -160,7 +193,6 @@ export async function streamedGradientNorms(source: WeightSource, layers: Prunab
     }
     for (const o of outs) upstream.delete(o);
     kept.delete(spec.index);
-    for (const l of own) out.set(l.name, gradientNorm(l, sums.get(l.initializer)!));
+    for (const l of own) emit(l, gradientNorm(l, sums.get(l.initializer)!));
   }
-  return new Map(layers.map((l) => [l.name, out.get(l.name)!]));
 }

@@ -133,6 +133,26 @@ CREATE TABLE progress (
   PRIMARY KEY (run, step)
 );
 `,
+  `
+-- The job queue's workers as the coordinator heard of them (runs with --queue only; local
+-- threads are not listed): from each job's result and from the queue's list of connected workers.
+CREATE TABLE workers (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  worker TEXT NOT NULL,              -- its name on the queue: host:pid
+  host TEXT NOT NULL,
+  pid INTEGER,
+  threads INTEGER,                   -- onnxruntime threads per evaluation (known once it answered a job)
+  device TEXT,
+  first_seen TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  jobs_done INTEGER NOT NULL DEFAULT 0,   -- jobs of this run it answered (masks and perplexities)
+  jobs_failed INTEGER NOT NULL DEFAULT 0, -- jobs whose evaluation failed (error, timeout) or that failed for good
+  evaluations INTEGER NOT NULL DEFAULT 0, -- perplexity evaluations among its jobs
+  seconds REAL NOT NULL DEFAULT 0,   -- time spent on this run's jobs
+  state TEXT NOT NULL CHECK (state IN ('busy', 'idle', 'gone')), -- gone: disconnected, or the run stopped listening
+  PRIMARY KEY (run, worker)
+);
+`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -229,11 +249,18 @@ function migrate(path: string, db: DB, readonly: boolean): void {
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
   if (v === SCHEMA_VERSION) return;
   if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
-  if (readonly) throw new InputError(`${path}: schema ${v} is older than ${SCHEMA_VERSION}; open it once with \`symprune search --resume\` to migrate`);
+  // Read-only, an older file is read as it is: later migrations only add tables, and their
+  // readers look for them (hasTable).
+  if (readonly) return;
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[i]!);
       db.prepare(`INSERT INTO schema_version (version, applied) VALUES (?, ?)`).run(i + 1, new Date().toISOString());
     })();
   }
+}
+
+/** Whether the database has a table (one added by a later migration may be missing from a file opened read-only). */
+export function hasTable(db: DB, name: string): boolean {
+  return !!db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name);
 }

@@ -5,7 +5,7 @@
  * integer tensors that drive Slice/Reshape), without an ONNX shape-inference engine.
  */
 import { DataType, onnx, type ModelProto, type TensorProto } from '../proto.ts';
-import { createSession, ort } from '../session.ts';
+import { createSession, ort, type SessionOptions } from '../session.ts';
 import { tensorDims, tensorToFloat32, tensorToInts, numel } from '../tensor.ts';
 
 export interface TensorInfo {
@@ -68,7 +68,7 @@ export function zeroTensor(dtype: number, dims: number[]): ort.Tensor {
  * Run the graph once with `feeds`, every node output requested, and return the shape,
  * type (and small values) of every tensor: graph inputs, initializers, node outputs.
  */
-export async function probeTensors(model: ModelProto, feeds: Record<string, ort.Tensor>): Promise<Map<string, TensorInfo>> {
+export async function probeTensors(model: ModelProto, feeds: Record<string, ort.Tensor>, opts: SessionOptions = {}): Promise<Map<string, TensorInfo>> {
   const graph = model.graph!;
   const infos = new Map<string, TensorInfo>();
   for (const t of graph.initializer ?? []) infos.set(t.name!, initializerInfo(t));
@@ -85,7 +85,7 @@ export async function probeTensors(model: ModelProto, feeds: Record<string, ort.
     }
   }
   const probe = onnx.ModelProto.create({ ...model, graph: { ...graph, output: outNames.map((name) => ({ name })), valueInfo: [] } });
-  const session = await createSession(probe);
+  const session = await createSession(probe, opts);
   try {
     const inputNames = new Set(session.inputNames);
     const runFeeds: Record<string, ort.Tensor> = {};

@@ -19,6 +19,16 @@ export { TERMINALS, type Terminal };
 
 const opColumns = OPERATORS.map((op) => `  n_${op} INTEGER NOT NULL DEFAULT 0`).join(',\n');
 
+/**
+ * A run's one setting as stored in its configuration, named as settingLabel names it
+ * (`0.5:unstructured`, `2:4`): settingLabelOf in SQL over the configuration's JSON, for the migration.
+ */
+function SETTING_LABEL_SQL(config: string): string {
+  const pattern = `lower(trim(COALESCE(json_extract(${config}, '$.pattern'), 'unstructured')))`;
+  const sparsity = `json_extract(${config}, '$.sparsity')`;
+  return `CASE WHEN ${pattern} = 'unstructured' THEN (CASE WHEN ${sparsity} IS NULL THEN 'unstructured' ELSE CAST(${sparsity} AS TEXT) || ':unstructured' END) ELSE replace(${pattern}, ' ', '') END`;
+}
+
 /** Migrations in order; migration i brings the schema from version i to i+1. Never edit one that has shipped. */
 export const MIGRATIONS: string[] = [
   `
@@ -133,6 +143,40 @@ CREATE TABLE progress (
   PRIMARY KEY (run, step)
 );
 `,
+  // 2: each evaluation records the setting (sparsity and pattern) it was made at and the
+  // fingerprint of the masks it measured, so a search over several settings keeps one row per
+  // setting and reuses a setting's perplexity when masks repeat there. Old rows get their
+  // run's one setting (the label settingLabel gives) and their individual's fingerprint.
+  `
+CREATE TABLE evaluations_v2 (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL,
+  individual INTEGER NOT NULL,
+  setting TEXT NOT NULL,             -- 0.5:unstructured, 2:4, ...: the setting the masks were made at
+  fidelity TEXT NOT NULL CHECK (fidelity IN ('short', 'full')),
+  tokens INTEGER NOT NULL,
+  ppl REAL,
+  seconds REAL NOT NULL DEFAULT 0,
+  worker INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'timeout', 'crash', 'reused')),
+  error TEXT,
+  reused_from INTEGER REFERENCES evaluations_v2(id),
+  fingerprint TEXT,                  -- hash of the masks this perplexity is of (NULL when masking failed)
+  created TEXT NOT NULL,
+  FOREIGN KEY (run, individual) REFERENCES individuals(run, id) ON DELETE CASCADE,
+  UNIQUE (run, individual, setting, fidelity)
+);
+INSERT INTO evaluations_v2 (id, run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created)
+SELECT e.id, e.run, e.individual,
+       ${SETTING_LABEL_SQL('r.config')},
+       e.fidelity, e.tokens, e.ppl, e.seconds, e.worker, e.status, e.error, e.reused_from,
+       (SELECT i.fingerprint FROM individuals i WHERE i.run = e.run AND i.id = e.individual),
+       e.created
+FROM evaluations e JOIN runs r ON r.id = e.run ORDER BY e.id;
+DROP TABLE evaluations;
+ALTER TABLE evaluations_v2 RENAME TO evaluations;
+CREATE INDEX evaluations_setting_fingerprint ON evaluations (run, setting, fingerprint);
+`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -176,7 +220,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
       db.pragma('busy_timeout = 5000');
     }
     db.pragma('foreign_keys = ON');
-    migrate(path, db, !!opts.readonly);
+    db = migrate(path, db, !!opts.readonly);
   } catch (e) {
     db.close();
     if (e instanceof InputError) throw e;
@@ -224,16 +268,29 @@ export function schemaVersion(db: DB): number {
   return (db.prepare(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).pluck().get() as number) ?? 0;
 }
 
-function migrate(path: string, db: DB, readonly: boolean): void {
+/**
+ * Bring the database to the current schema. Read-only (report, export, the dashboard), an
+ * older file is never written: an in-memory copy of it is migrated and read instead.
+ */
+function migrate(path: string, db: DB, readonly: boolean): DB {
   const v = schemaVersion(db);
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
-  if (v === SCHEMA_VERSION) return;
+  if (v === SCHEMA_VERSION) return db;
   if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
-  if (readonly) throw new InputError(`${path}: schema ${v} is older than ${SCHEMA_VERSION}; open it once with \`symprune search --resume\` to migrate`);
+  if (readonly) {
+    const image = db.serialize();
+    image[18] = 1; // file format read/write versions: rollback journal, as an in-memory database needs (WAL files say 2)
+    image[19] = 1;
+    const copy = new Database(image);
+    db.close();
+    copy.pragma('foreign_keys = ON');
+    return migrate(path, copy, false);
+  }
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[i]!);
       db.prepare(`INSERT INTO schema_version (version, applied) VALUES (?, ?)`).run(i + 1, new Date().toISOString());
     })();
   }
+  return db;
 }

@@ -22,7 +22,7 @@ import { saveModel } from '../src/onnx/model-io.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { openSources, closeSources } from '../src/dashboard/sources.ts';
 import { startDashboard } from '../src/dashboard/server.ts';
-import { makeFixture, XSS_BASELINE, XSS_ERROR, XSS_METRIC, XSS_MODEL } from './dashboard-fixture.ts';
+import { makeFixture, WORKERS, XSS_BASELINE, XSS_ERROR, XSS_HOST, XSS_METRIC, XSS_MODEL } from './dashboard-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const REFERENCE = 'runs/reference/search.sqlite';
@@ -140,6 +140,7 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
 
   // The leaderboard of the finished run against SQL: distinct masks, best fitness first, baselines beside.
   await loaded(page, '#/run/0/1');
+  assert.equal(await page.getByRole('heading', { name: /^Workers/ }).isVisible(), false, 'a run on local threads has no Workers panel');
   const board = await page.$$eval('#leaderboard tbody tr', (trs) =>
     trs.map((tr) => ({ baseline: tr.classList.contains('baseline'), cells: [...tr.querySelectorAll('td')].map((td) => td.querySelector('.infix')?.textContent ?? td.textContent!.trim()) })),
   );
@@ -220,6 +221,7 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
     const text = await page.evaluate(() => document.body.innerText);
     if (hash === '#/run/2/1' || hash === '#/run/2/1/c/7') assert.ok(text.includes(XSS_METRIC), `${hash}: the metric shows as text`);
     if (hash === '#/run/2/1') assert.ok(text.includes(XSS_BASELINE) && text.includes(XSS_ERROR), `${hash}: baseline and error show as text`);
+    if (hash === '#/run/2/1') assert.ok(text.includes(WORKERS.hostile) && text.includes(XSS_HOST), `${hash}: the worker's name and host show as text`);
     if (hash === '#/run/2/1/c/7') assert.ok(text.includes('<script>window.__xss=6</script>'), 'the stored tree shows as text');
     assert.equal(await page.evaluate(() => (window as any).__xss), undefined, `${hash}: no injected script ran`);
     assert.equal(await page.locator('img[src="x"], svg[onload], b[onmouseover], main script').count(), 0, `${hash}: no injected element`);
@@ -227,6 +229,13 @@ test('the dashboard in Chromium over real search databases', { timeout: 300000 }
   assert.equal(await page.locator('script').count(), 3, 'only the page’s own scripts');
   await loaded(page, '#/run/2/1');
   assert.ok((await page.evaluate(() => document.body.innerText)).includes(XSS_MODEL.split('/').slice(-2).join('/')));
+  // The Workers panel: busy first, then sortable by a click on a header (again: reversed).
+  const workerCells = () => page.evaluate(() => [...document.querySelectorAll('#workers tbody tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => (td as HTMLElement).innerText)));
+  assert.deepEqual((await workerCells()).map((r) => [r[0], r[3], r[4]]), [[WORKERS.hostile, 'busy', '3'], [WORKERS.gpu2, 'gone', '0']]);
+  await page.click('#workers th:has-text("failed")');
+  assert.deepEqual((await workerCells()).map((r) => r[0]), [WORKERS.hostile, WORKERS.gpu2]);
+  await page.click('#workers th:has-text("failed")');
+  assert.deepEqual((await workerCells()).map((r) => r[0]), [WORKERS.gpu2, WORKERS.hostile]);
 
   mark('crafted');
   await loaded(page, '#/run/0/1');

@@ -1,12 +1,13 @@
 /**
  * A small search database written through the store's own writer (RunStore), with a known
- * lineage, shared masks, a failed evaluation, and hostile strings where a crafted database
- * could put them (a metric, a baseline's name, an error, the model path), so the dashboard
- * tests know every answer in advance.
+ * lineage, shared masks, a failed evaluation, two job queue workers, and hostile strings where
+ * a crafted database could put them (a metric, a baseline's name, an error, the model path, a
+ * worker's host), so the dashboard tests know every answer in advance.
  */
 import { createHash } from 'node:crypto';
 import { openDatabase } from '../src/store/schema.ts';
 import { RunStore, type TreeFeatures } from '../src/store/store.ts';
+import { WorkerLog } from '../src/store/workers.ts';
 import { treeFeatures } from '../src/store/features.ts';
 import { parseMetric } from '../src/search-space/parse.ts';
 import { toPrunerZeroJson } from '../src/search-space/print.ts';
@@ -15,6 +16,10 @@ export const XSS_METRIC = '<img src=x onerror="window.__xss=1"><script>window.__
 export const XSS_BASELINE = '<script>window.__xss=3</script>';
 export const XSS_ERROR = '<b onmouseover="window.__xss=4">worker died</b>';
 export const XSS_MODEL = '/models/<svg onload="window.__xss=5">/model.onnx';
+export const XSS_HOST = '<script>window.__xss=7</script>';
+
+/** The queue's workers: the hostile one answered three perplexity jobs in its first minute and is busy; gpu2 failed one and left. */
+export const WORKERS = { hostile: `${XSS_HOST}:4242`, gpu2: 'gpu2:77', from: '2026-01-01T00:00:00.000Z', to: '2026-01-01T00:01:00.000Z' };
 
 interface Ind {
   id: number;
@@ -85,6 +90,14 @@ export function makeFixture(path: string): void {
     if (i.full !== undefined) store.setFitness(i.id, i.full, 'full');
     else if (i.short !== undefined) store.setFitness(i.id, i.short + 1, 'short'); // an estimate above the best full one
   }
+  const at = (s: number) => new Date(Date.parse(WORKERS.from) + s * 1000);
+  const hostile = { name: WORKERS.hostile, host: XSS_HOST, pid: 4242 };
+  const gpu2 = { name: WORKERS.gpu2, host: 'gpu2', pid: 77 };
+  const workers = new WorkerLog(db, store.runId);
+  workers.seen([hostile, gpu2], [WORKERS.hostile], at(0));
+  for (const s of [10, 20, 30]) workers.jobDone({ ...hostile, threads: 2, device: 'cpu' }, { ok: true, perplexity: true, seconds: 2 }, at(s));
+  workers.jobDone(gpu2, { ok: false, perplexity: true, seconds: 1 }, at(15));
+  workers.seen([hostile], [WORKERS.hostile], at(60));
   store.addMaskDuplicate({ hash: 'dup1', infix: 'add(mul(W,G),mul(W,sqrt(X)))', fingerprint: 'fpA', step: 3 });
   for (const [method, ppl] of [['dense', 120], ['wanda', 141], ['magnitude', 150], [XSS_BASELINE, 160]] as const)
     store.addBaseline({ method, pattern: 'unstructured', sparsity: method === 'dense' ? 0 : 0.5, split: 'brown:search', tokens: FULL_TOKENS, ppl, seconds: 1 });

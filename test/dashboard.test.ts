@@ -23,7 +23,8 @@ import { openDatabase } from '../src/store/schema.ts';
 import { RunStore } from '../src/store/store.ts';
 import { buildReport } from '../src/store/report.ts';
 import { FEATURES, featureRows } from '../src/store/queries.ts';
-import { INDIVIDUALS, makeFixture, XSS_BASELINE, XSS_METRIC } from './dashboard-fixture.ts';
+import { queueWorkers, runSummaries } from '../src/dashboard/queries.ts';
+import { INDIVIDUALS, makeFixture, WORKERS, XSS_BASELINE, XSS_HOST, XSS_METRIC } from './dashboard-fixture.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-dash-'));
 const fixture = join(dir, 'fixture.sqlite');
@@ -77,7 +78,7 @@ test('the runs overview reads every database', async () => {
   assert.equal(s.step, 3);
   assert.equal(s.totalSteps, 2 + 2); // population 4 and 4 iterations in batches of 2
   assert.ok(Math.abs(s.perMinute - 9 / 0.5) < 1e-9, 'nine paid evaluations in 30 s');
-  assert.equal(o[0].workers, null, 'no job queue table');
+  assert.deepEqual(s.workers, { total: 2, busy: 1, idle: 0, gone: 1 });
 });
 
 /** The run view once its correlation analysis (computed on a worker thread) is current. */
@@ -114,6 +115,30 @@ test('the run view: leaderboard, baselines, Pareto front, correlations', async (
   );
   assert.deepEqual(r.failures.evaluations.map((e: any) => e.individual), [8]);
   assert.deepEqual(r.workerLoad.map((w: any) => w.worker), [0, 1]);
+});
+
+test('the run view: the job queue\'s workers as the coordinator recorded them', async () => {
+  const r = await api('/api/run?db=0&run=1');
+  // Ordered by name: '<' sorts before 'g'.
+  assert.deepEqual(
+    r.workers.map((w: any) => [w.worker, w.host, w.pid, w.device, w.threads, w.state, w.jobsDone, w.jobsFailed, w.evaluations, w.seconds, w.firstSeen, w.lastSeen, w.perMinute]),
+    [
+      [WORKERS.hostile, XSS_HOST, 4242, 'cpu', 2, 'busy', 3, 0, 3, 6, WORKERS.from, WORKERS.to, 3],
+      [WORKERS.gpu2, 'gpu2', 77, null, null, 'gone', 0, 1, 0, 1, WORKERS.from, '2026-01-01T00:00:15.000Z', 0],
+    ],
+  );
+  // A local run (or a log older than the workers table) has none, and its summary says so.
+  const local = join(dir, 'local.sqlite');
+  const db = openDatabase(local);
+  RunStore.create(db, { config: {}, seed: 1, modelPath: 'm.onnx', modelSha256: 'ab', dataHashes: {}, versions: {} });
+  db.close();
+  const sources2 = openSources([local]);
+  try {
+    assert.equal(runSummaries(sources2[0]!.db)[0]!.workers, null);
+    assert.deepEqual(queueWorkers(sources2[0]!.db, 1), []);
+  } finally {
+    closeSources(sources2);
+  }
 });
 
 test('a candidate: lineage, evaluations with worker and timings, shared masks', async () => {

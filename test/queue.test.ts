@@ -10,14 +10,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Queue } from 'bullmq';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
-import { QUEUE_NAME } from '../src/eval/queue.ts';
+import { QUEUE_NAME, type QueueJobData, type QueueJobResult } from '../src/eval/queue.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
 import { freePort } from './support/free-port.ts';
@@ -93,11 +93,11 @@ async function redis(port?: number, data = mkdtempSync(join(dir, 'redis-'))) {
       server.child.kill('SIGTERM');
       await server.exited;
     },
-    /** The completed jobs' attempt counts. */
-    async completedJobs(): Promise<{ id: string; attemptsStarted: number }[]> {
-      const q = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: p, maxRetriesPerRequest: null } });
+    /** The completed jobs: attempt counts, the worker that answered (as its result names it), the task's kind. */
+    async completedJobs(): Promise<{ id: string; attemptsStarted: number; worker: string; kind: string; ok: boolean }[]> {
+      const q = new Queue<QueueJobData, QueueJobResult>(QUEUE_NAME, { connection: { host: '127.0.0.1', port: p, maxRetriesPerRequest: null } });
       try {
-        return (await q.getJobs(['completed'])).map((j) => ({ id: j.id!, attemptsStarted: j.attemptsStarted }));
+        return (await q.getJobs(['completed'])).map((j) => ({ id: j.id!, attemptsStarted: j.attemptsStarted, worker: j.returnvalue.name!, kind: j.data.task.kind, ok: j.returnvalue.reply.ok }));
       } finally {
         await q.close();
       }
@@ -128,13 +128,79 @@ function evaluationsIn(db: string): number {
 }
 
 /** Wait until the database holds n evaluations (polling its state), or the process ends first (an error). */
-async function untilEvaluations(db: string, n: number, proc: { exited: Promise<number | null> }): Promise<void> {
+function untilEvaluations(db: string, n: number, proc: { exited: Promise<number | null> }): Promise<void> {
+  return until(() => evaluationsIn(db) >= n, `${n} evaluations were committed`, proc);
+}
+
+/** Wait until cond holds (polling), or the process ends first (an error). */
+async function until(cond: () => boolean, what: string, proc: { exited: Promise<number | null> }): Promise<void> {
   let done = false;
   void proc.exited.then(() => (done = true));
-  while (evaluationsIn(db) < n) {
-    if (done) throw new Error(`the search ended before ${n} evaluations were committed`);
+  while (!cond()) {
+    if (done) throw new Error(`the search ended before ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+interface WorkerRow {
+  worker: string;
+  host: string;
+  pid: number;
+  threads: number | null;
+  device: string | null;
+  first_seen: string;
+  last_seen: string;
+  jobs_done: number;
+  jobs_failed: number;
+  evaluations: number;
+  seconds: number;
+  state: string;
+}
+
+/** The run's workers table (empty before it exists). */
+function workersIn(db: string): WorkerRow[] {
+  if (!existsSync(db)) return [];
+  try {
+    const d = new Database(db, { readonly: true });
+    try {
+      return d.prepare('SELECT * FROM workers WHERE run = 1 ORDER BY worker').all() as WorkerRow[];
+    } finally {
+      d.close();
+    }
+  } catch {
+    return [];
+  }
+}
+
+const nameOf = (w: { child: ChildProcess }) => `${hostname()}:${w.child.pid}`;
+
+/**
+ * The workers table against Redis's own record of the run's completed jobs (`jobs`): one row per
+ * worker, each with exactly the jobs its results name, its perplexity evaluations equal to the
+ * run log's evaluations by its process id, and every worker gone once the search has stopped.
+ */
+function assertWorkers(db: string, jobs: { worker: string; kind: string; ok: boolean }[], workers: { child: ChildProcess }[]): void {
+  const rows = workersIn(db);
+  assert.deepEqual(rows.map((r) => r.worker), workers.map(nameOf).sort(), 'one row per worker that was connected');
+  const d = new Database(db, { readonly: true });
+  try {
+    for (const r of rows) {
+      const mine = jobs.filter((j) => j.worker === r.worker);
+      assert.equal(r.host, hostname());
+      assert.equal(r.worker, `${r.host}:${r.pid}`);
+      assert.equal(r.jobs_done, mine.filter((j) => j.ok).length, `${r.worker}: jobs done`);
+      assert.equal(r.jobs_failed, mine.filter((j) => !j.ok).length, `${r.worker}: jobs failed`);
+      assert.equal(r.evaluations, mine.filter((j) => j.ok && j.kind !== 'mask').length, `${r.worker}: perplexity evaluations`);
+      const logged = d.prepare(`SELECT COUNT(*) FROM evaluations WHERE run = 1 AND status = 'ok' AND worker = ?`).pluck().get(r.pid);
+      assert.equal(logged, mine.filter((j) => j.kind === 'ppl').length, `${r.worker}: the candidates' evaluations it made`);
+      assert.equal(r.state, 'gone', 'the stopped search no longer counts on it');
+      assert.ok(r.first_seen <= r.last_seen);
+      if (r.jobs_done) assert.ok(r.seconds > 0 && r.threads === 1 && r.device === 'cpu', JSON.stringify(r));
+    }
+  } finally {
+    d.close();
+  }
+  assert.equal(rows.reduce((a, r) => a + r.jobs_done + r.jobs_failed, 0), jobs.length, 'every job of the run is counted once');
 }
 
 async function finished(p: ReturnType<typeof cli>) {
@@ -158,11 +224,13 @@ test('the same seeded search gives the same log with the local pool, one queue w
     for (const n of [1, 3]) {
       const ws = await Promise.all(Array.from({ length: n }, () => worker(r.url)));
       const db = join(dir, `queue-${n}.sqlite`);
+      const earlier = new Set((await r.completedJobs()).map((j) => j.id));
       const s = cli(searchArgs(db, ['--queue', r.url]));
       await finished(s);
       const log = dump(db);
       assertConsistent(log);
       sameSearch(log, reference);
+      assertWorkers(db, (await r.completedJobs()).filter((j) => !earlier.has(j.id)), ws);
       for (const w of ws) w.child.kill('SIGTERM');
       const codes = await Promise.all(ws.map((w) => w.exited));
       assert.deepEqual(codes, ws.map(() => 0), 'workers stop cleanly on SIGTERM');
@@ -182,8 +250,13 @@ test('a worker killed mid-evaluation: another worker finishes its job, and the l
     const db = join(dir, 'worker-killed.sqlite');
     const s = cli(searchArgs(db, ['--queue', r.url]));
     await a.waitFor(/fault hang at perplexity task 4/);
+    // A holds its job until killed; once killed, the search has no worker and waits: both
+    // states last until the test moves on, so the coordinator's view of them is awaited.
+    const stateOfA = () => workersIn(db).find((w) => w.worker === nameOf(a))?.state;
+    await until(() => stateOfA() === 'busy', 'worker A was seen busy', s);
     a.child.kill('SIGKILL');
     await a.exited;
+    await until(() => stateOfA() === 'gone', 'worker A was seen gone', s);
     const b = await worker(r.url, [], {}, 2);
     await finished(s);
     const log = dump(db);
@@ -192,6 +265,7 @@ test('a worker killed mid-evaluation: another worker finishes its job, and the l
     assert.ok(log.evaluations.every((e) => e.status === 'ok' || e.status === 'reused'), 'no evaluation failed');
     const jobs = await r.completedJobs();
     assert.ok(jobs.some((j) => j.attemptsStarted > 1), 'the job A held was started again');
+    assertWorkers(db, jobs, [a, b]);
     b.child.kill('SIGTERM');
     await b.exited;
   } finally {

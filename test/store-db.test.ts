@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { InputError } from '../src/errors.ts';
-import { openDatabase, SCHEMA_VERSION, schemaVersion } from '../src/store/schema.ts';
+import { hasTable, MIGRATIONS, openDatabase, SCHEMA_VERSION, schemaVersion } from '../src/store/schema.ts';
 import { configHash, RunStore, stableJson } from '../src/store/store.ts';
+import { WorkerLog } from '../src/store/workers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-store-'));
 const info = { config: { population: 10, sparsity: 0.5 }, seed: 1, modelPath: 'm.onnx', modelSha256: 'ab', dataHashes: { search: 'cd' }, versions: { node: process.version } };
@@ -86,6 +87,62 @@ test('a database from a newer symprune is refused', () => {
   raw.prepare('INSERT INTO schema_version (version, applied) VALUES (?, ?)').run(SCHEMA_VERSION + 1, 'x');
   raw.close();
   rejects(() => openDatabase(p), /made by a newer symprune/);
+});
+
+test('a schema-1 database (before the workers table) is read as it is, and migrated when opened to write', () => {
+  const p = join(dir, 'v1.sqlite');
+  const raw = new Database(p);
+  raw.exec(MIGRATIONS[0]!);
+  raw.prepare('INSERT INTO schema_version (version, applied) VALUES (1, ?)').run('2026-01-01T00:00:00.000Z');
+  RunStore.create(raw, info);
+  raw.close();
+  const before = readFileSync(p);
+  const ro = openDatabase(p, { readonly: true });
+  assert.equal(schemaVersion(ro), 1);
+  assert.equal(hasTable(ro, 'workers'), false);
+  assert.equal(ro.prepare('SELECT COUNT(*) FROM runs').pluck().get(), 1);
+  ro.close();
+  assert.deepEqual(readFileSync(p), before, 'reading changed nothing');
+  const rw = openDatabase(p);
+  assert.equal(schemaVersion(rw), SCHEMA_VERSION);
+  assert.ok(hasTable(rw, 'workers'));
+  assert.equal(rw.prepare('SELECT COUNT(*) FROM runs').pluck().get(), 1, 'the run survived the migration');
+  rw.close();
+});
+
+test('the workers log: states from the queue\'s list, counts from job results, kept across sessions', () => {
+  const db = openDatabase(join(dir, 'workers.sqlite'));
+  const run = RunStore.create(db, info).runId;
+  const a = { name: 'gpu1:11', host: 'gpu1', pid: 11 };
+  const b = { name: 'gpu2:22', host: 'gpu2', pid: 22 };
+  const rows = () => db.prepare('SELECT worker, host, pid, threads, device, jobs_done, jobs_failed, evaluations, seconds, state, first_seen, last_seen FROM workers WHERE run = ? ORDER BY worker').all(run) as Record<string, any>[];
+  const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+  const log = new WorkerLog(db, run);
+  log.seen([a, b], ['gpu1:11'], t(0));
+  assert.deepEqual(rows().map((r) => [r.worker, r.host, r.pid, r.state, r.jobs_done]), [['gpu1:11', 'gpu1', 11, 'busy', 0], ['gpu2:22', 'gpu2', 22, 'idle', 0]]);
+  log.jobDone({ ...a, threads: 4, device: 'cuda' }, { ok: true, perplexity: true, seconds: 1.5 }, t(3));
+  log.jobDone(a, { ok: true, perplexity: false, seconds: 0.5 }, t(4));
+  log.jobDone(b, { ok: false, perplexity: true, seconds: 2 }, t(5));
+  log.seen([a], [], t(6)); // b disconnected
+  const [ra, rb] = rows();
+  assert.deepEqual([ra!.jobs_done, ra!.jobs_failed, ra!.evaluations, ra!.seconds, ra!.threads, ra!.device, ra!.state], [2, 0, 1, 2, 4, 'cuda', 'idle']);
+  assert.deepEqual([rb!.jobs_done, rb!.jobs_failed, rb!.evaluations, rb!.state, rb!.last_seen], [0, 1, 0, 'gone', t(5).toISOString()]);
+  assert.equal(ra!.first_seen, t(0).toISOString());
+  assert.equal(ra!.last_seen, t(6).toISOString());
+  // An idle worker's last_seen is not rewritten on every look (each write wakes the dashboards)...
+  log.seen([a], [], t(10));
+  assert.equal(rows()[0]!.last_seen, t(6).toISOString());
+  // ...but after half a minute it is.
+  log.seen([a], [], t(40));
+  assert.equal(rows()[0]!.last_seen, t(40).toISOString());
+  // A resumed run's log goes on counting; a worker back under its old name is seen again.
+  const again = new WorkerLog(db, run);
+  again.jobDone(a, { ok: true, perplexity: true, seconds: 1 }, t(50));
+  again.seen([a, b], ['gpu2:22'], t(51));
+  assert.deepEqual(rows().map((r) => [r.jobs_done, r.state]), [[3, 'idle'], [0, 'busy']]);
+  again.seen([], [], t(52)); // the run stops listening
+  assert.deepEqual(rows().map((r) => r.state), ['gone', 'gone']);
+  db.close();
 });
 
 test('run writer: individuals, evaluations, checkpoints, replay checks', () => {

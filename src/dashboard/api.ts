@@ -27,7 +27,7 @@ type Params = URLSearchParams;
 export function apiAnswer(sources: readonly Source[], name: string, params: Params, cache: AnswerCache, analyses: Analyses): unknown {
   switch (name) {
     case 'overview':
-      return sources.map((s) => ({ db: s.key, label: s.label, path: s.path, version: s.version, ...snapshot(s.db, () => ({ runs: runSummaries(s.db), workers: queueWorkers(s.db) })) }));
+      return sources.map((s) => ({ db: s.key, label: s.label, path: s.path, version: s.version, ...snapshot(s.db, () => ({ runs: runSummaries(s.db) })) }));
     case 'run': {
       const [s, run] = sourceRun(sources, params);
       return runAnswer(s, run, analyses);
@@ -71,6 +71,7 @@ function runAnswer(s: Source, run: number, analyses: Analyses): unknown {
     recent: recentIndividuals(s.db, run, RECENT),
     failures: failures(s.db, run, RECENT),
     workerLoad: workerLoad(s.db, run),
+    workers: queueWorkers(s.db, run),
   }));
 }
 

@@ -2,9 +2,9 @@
  * Read-only queries behind the dashboard that `report` does not already answer: a run's
  * summary for the runs table, every tree's size against its fitness (around the Pareto front), recent
  * activity, one candidate with its lineage, evaluations and mask-sharers, and a job queue's
- * workers when the database has them. Every function only reads.
+ * workers when the run used one. Every function only reads.
  */
-import type { DB } from '../store/schema.ts';
+import { hasTable, type DB } from '../store/schema.ts';
 import { baselines, evaluationCounts, FEATURES, leaderboard, type EvaluationCounts } from '../store/queries.ts';
 import { getRun, listRuns, type RunRow } from '../store/store.ts';
 import { paretoFront, type ParetoPoint } from '../store/pareto.ts';
@@ -46,6 +46,8 @@ export interface RunSummary {
   /** The best baseline other than the dense model, on the fitness data. */
   bestBaseline: { method: string; ppl: number } | null;
   dense: number | null;
+  /** The job queue's workers the run heard from, by state; null when it used none (local threads, or a log older than the workers table). */
+  workers: { total: number; busy: number; idle: number; gone: number } | null;
 }
 
 export function runSummaries(db: DB): RunSummary[] {
@@ -85,7 +87,16 @@ function runSummary(db: DB, r: RunRow): RunSummary {
     best: top ? { id: top.id, infix: top.infix, latex: latexOf(top.infix), fitness: top.fitness, fullPpl: top.fullPpl } : null,
     bestBaseline: best ? { method: best.method, ppl: best.ppl! } : null,
     dense: base.find((b) => b.method === 'dense')?.ppl ?? null,
+    workers: workerCounts(db, r.id),
   };
+}
+
+function workerCounts(db: DB, run: number): RunSummary['workers'] {
+  if (!hasTable(db, 'workers')) return null;
+  const c = db
+    .prepare(`SELECT COUNT(*) AS total, SUM(state = 'busy') AS busy, SUM(state = 'idle') AS idle, SUM(state = 'gone') AS gone FROM workers WHERE run = ?`)
+    .get(run) as { total: number; busy: number | null; idle: number | null; gone: number | null };
+  return c.total ? { total: c.total, busy: c.busy ?? 0, idle: c.idle ?? 0, gone: c.gone ?? 0 } : null;
 }
 
 /** The step count `search` sets itself (src/search/evolve.ts): initial population, then the iterations or generations, in batches. */
@@ -261,11 +272,44 @@ function idList(s: unknown): number[] {
   return Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x)) : [];
 }
 
-/**
- * The job queue's workers, when the database records them (a `workers` table written by
- * the queue's coordinator): every column as stored, since the dashboard only shows them.
- */
-export function queueWorkers(db: DB): Row[] | null {
-  const has = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workers'`).get();
-  return has ? (db.prepare(`SELECT * FROM workers LIMIT 1000`).all() as Row[]) : null;
+export interface QueueWorkerRow {
+  worker: string;
+  host: string;
+  pid: number | null;
+  threads: number | null;
+  device: string | null;
+  firstSeen: string;
+  lastSeen: string;
+  jobsDone: number;
+  jobsFailed: number;
+  evaluations: number;
+  /** Time spent on the run's jobs. */
+  seconds: number;
+  state: string;
+  /** Perplexity evaluations per minute between its first and last sighting (null before they differ). */
+  perMinute: number | null;
+}
+
+/** The job queue's workers a run heard from (the coordinator's `workers` table); none for a local run or an older log. */
+export function queueWorkers(db: DB, run: number): QueueWorkerRow[] {
+  if (!hasTable(db, 'workers')) return [];
+  const rows = db.prepare(`SELECT * FROM workers WHERE run = ? ORDER BY worker LIMIT 1000`).all(run) as Row[];
+  return rows.map((r) => {
+    const span = (Date.parse(String(r.last_seen)) - Date.parse(String(r.first_seen))) / 60000;
+    return {
+      worker: String(r.worker),
+      host: String(r.host),
+      pid: r.pid as number | null,
+      threads: r.threads as number | null,
+      device: r.device as string | null,
+      firstSeen: String(r.first_seen),
+      lastSeen: String(r.last_seen),
+      jobsDone: r.jobs_done as number,
+      jobsFailed: r.jobs_failed as number,
+      evaluations: r.evaluations as number,
+      seconds: r.seconds as number,
+      state: String(r.state),
+      perMinute: span > 0 ? (r.evaluations as number) / span : null,
+    };
+  });
 }

@@ -11,7 +11,7 @@ import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bu
 import { InputError } from '../errors.ts';
 import { EvalPool, WORKER_FILE } from './pool.ts';
 import { JobSpecError, loadJob } from './job.ts';
-import { QUEUE_NAME, SPEC_FAILURE, type QueueJobData, type QueueJobResult } from './queue.ts';
+import { QUEUE_NAME, SPEC_FAILURE, workerName, type QueueJobData, type QueueJobResult } from './queue.ts';
 import type { WorkerFault } from './candidate-worker.ts';
 import type { Device } from '../onnx/session.ts';
 
@@ -34,7 +34,7 @@ export interface QueueWorkerOptions {
 /** Run until the signal aborts. */
 export async function runQueueWorker(o: QueueWorkerOptions): Promise<{ jobs: number }> {
   const log = o.log ?? (() => {});
-  const me = `${hostname()}:${process.pid}`;
+  const me = workerName(hostname(), process.pid);
   const fault = o.fault ? { ...o.fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null;
   let loaded: { key: string; pool: EvalPool } | null = null;
   let jobs = 0;
@@ -67,12 +67,14 @@ export async function runQueueWorker(o: QueueWorkerOptions): Promise<{ jobs: num
     if (out.status === 'crash') throw new Error(`evaluation thread crashed on ${me}: ${out.error}`);
     jobs++;
     const reply = out.status === 'ok' ? { ok: true as const, value: out.value } : { ok: false as const, error: out.error, timeout: out.status === 'timeout' };
-    return { reply, seconds, worker: process.pid, host: hostname() };
+    return { reply, seconds, worker: process.pid, host: hostname(), name: me, threads: o.threads ?? 1, device: o.device ?? 'cpu' };
   };
 
   const lockMs = o.lockMs ?? 30_000;
   const worker = new Worker<QueueJobData, QueueJobResult>(QUEUE_NAME, processor, {
     connection: o.connection,
+    // Its connection's name: the coordinator lists the connected workers by it.
+    name: me,
     concurrency: 1,
     lockDuration: lockMs,
     stalledInterval: Math.max(500, Math.floor(lockMs / 2)),

@@ -14,6 +14,10 @@
  * Results are taken from the queue's events, and every pending job is also looked up on a
  * timer: events missed while Redis was away are caught up, and a job lost with Redis's
  * data is sent again.
+ *
+ * The same timer asks Redis which workers are connected (each worker names its connection
+ * host:pid) and which of them hold a job, and tells a WorkerWatch, with each finished job's
+ * worker: the run log keeps the workers' state without the workers writing to it.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type ConnectionOptions, type Job } from 'bullmq';
@@ -39,8 +43,40 @@ export interface QueueJobData {
 export interface QueueJobResult {
   reply: WorkerReply<unknown>;
   seconds: number;
+  /** Its process id and host, and its name on the queue (host:pid; absent from older workers). */
   worker: number;
   host: string;
+  name?: string;
+  threads?: number;
+  device?: string;
+}
+
+/** A worker as a job's result names it. */
+export interface QueueWorkerIdentity {
+  name: string;
+  host: string;
+  pid: number | null;
+  threads?: number | null;
+  device?: string | null;
+}
+
+/** Who hears of the queue's workers (the run log's workers table). */
+export interface WorkerWatch {
+  /** A job of this run that a worker finished: its evaluation ok or failed, a perplexity or a mask, its time. */
+  jobDone(w: QueueWorkerIdentity, job: { ok: boolean; perplexity: boolean; seconds: number }, at: Date): void;
+  /** The workers connected to the queue now, and the names of those holding a job; both empty once the run stops listening. */
+  seen(connected: readonly QueueWorkerIdentity[], busy: readonly string[], at: Date): void;
+}
+
+/** A worker's name on the queue. */
+export function workerName(host: string, pid: number): string {
+  return `${host}:${pid}`;
+}
+
+/** A worker known only by its name (host:pid). */
+function byName(name: string): QueueWorkerIdentity {
+  const m = /^(.*):(\d+)$/.exec(name);
+  return m ? { name, host: m[1]!, pid: Number(m[2]) } : { name, host: name, pid: null };
 }
 
 /** `redis://[:password@]host:port[/db]` as BullMQ connection options; InputError when it is not one. */
@@ -81,6 +117,8 @@ export interface QueueRunnerOptions {
   keepSeconds?: number;
   /** How errors name the queue (the CLI: its flag). */
   label?: string;
+  /** Told of the workers (each sweep, and each finished job). */
+  watch?: WorkerWatch;
 }
 
 interface Pending {
@@ -97,6 +135,10 @@ export class QueueRunner implements TaskRunner {
   private readonly pending = new Map<string, Pending>();
   private readonly sweep: NodeJS.Timeout;
   private readonly spec: { spec: JobSpec; specKey: string };
+  /** Jobs finished before this moment belong to an earlier session (a resumed run): not counted again. */
+  private readonly opened = Date.now();
+  private closed = false;
+  private watching: Promise<void> | null = null;
 
   private constructor(
     private readonly queue: Queue<QueueJobData, QueueJobResult>,
@@ -111,7 +153,26 @@ export class QueueRunner implements TaskRunner {
     events.on('failed', onFinished);
     this.sweep = setInterval(() => {
       for (const id of this.pending.keys()) void this.check(id);
+      this.watchWorkers();
     }, o.sweepMs ?? 2000);
+    this.watchWorkers(); // the workers already waiting, from the start
+  }
+
+  private watchWorkers(): void {
+    if (this.o.watch && !this.watching) this.watching = this.lookAtWorkers().finally(() => (this.watching = null));
+  }
+
+  /** Which workers are connected (named connections) and which hold a job, told to the watch. */
+  private async lookAtWorkers(): Promise<void> {
+    try {
+      const [clients, active] = await Promise.all([this.queue.getWorkers(), this.queue.getJobs(['active'])]);
+      // A named worker's connection is `<prefix>:<queue>:w:<name>`; unnamed ones (none of ours) are left out.
+      const names = clients.map((c) => String(c.rawname ?? '')).filter((n) => n.includes(':w:')).map((n) => n.slice(n.indexOf(':w:') + 3));
+      const busy = active.map((j) => j.processedBy).filter((n): n is string => !!n);
+      if (!this.closed) this.o.watch!.seen([...new Set(names)].map(byName), busy, new Date());
+    } catch {
+      // Redis away: the next sweep looks again.
+    }
   }
 
   /** Connect to the queue; InputError when Redis cannot be reached. */
@@ -180,9 +241,10 @@ export class QueueRunner implements TaskRunner {
       const job = await this.queue.getJob(id);
       if (!job) return;
       if (state === 'completed') {
-        if (job.returnvalue) this.finish(id, job.returnvalue);
+        if (job.returnvalue) this.finish(id, job);
       } else if (job.failedReason?.startsWith(SPEC_FAILURE)) {
         this.pending.delete(id);
+        this.failedFor(job);
         p.fail(new InputError(`${job.failedReason.slice(SPEC_FAILURE.length)}; the search stopped: fix the worker (or its --model-root) and resume it`));
       } else if (!p.retried) {
         // Failed before this session (a resumed run): one more round of attempts.
@@ -191,6 +253,7 @@ export class QueueRunner implements TaskRunner {
       } else {
         this.pending.delete(id);
         p.settle({ status: 'crash', error: job.failedReason ?? 'job failed', seconds: 0 });
+        this.failedFor(job);
       }
     } catch {
       // Redis away: the sweep looks again.
@@ -199,16 +262,36 @@ export class QueueRunner implements TaskRunner {
     }
   }
 
-  private finish(id: string, r: QueueJobResult): void {
-    const p = this.pending.get(id)!;
+  private finish(id: string, job: Job<QueueJobData, QueueJobResult>): void {
+    const p = this.pending.get(id);
+    if (!p) return;
     this.pending.delete(id);
+    const r = job.returnvalue;
     const reply = r.reply;
     if (reply.ok) p.settle({ status: 'ok', value: { ...(reply.value as object), worker: r.worker }, seconds: r.seconds });
     else p.settle({ status: reply.timeout ? 'timeout' : 'error', error: reply.error, seconds: r.seconds });
+    const name = r.name ?? workerName(r.host, r.worker);
+    this.tell(job, { name, host: r.host, pid: r.worker, threads: r.threads ?? null, device: r.device ?? null }, { ok: reply.ok, perplexity: p.data.task.kind !== 'mask', seconds: r.seconds });
+  }
+
+  /** A job that failed for good counts against the worker that last ran it. */
+  private failedFor(job: Job<QueueJobData, QueueJobResult>): void {
+    if (job.processedBy) this.tell(job, byName(job.processedBy), { ok: false, perplexity: false, seconds: 0 });
+  }
+
+  private tell(job: Job<QueueJobData, QueueJobResult>, w: QueueWorkerIdentity, done: { ok: boolean; perplexity: boolean; seconds: number }): void {
+    // A job finished before this session opened was counted by the session that saw it
+    // (finishedOn is the worker's clock: machines are assumed to keep time, as BullMQ's locks assume).
+    if (this.closed || !this.o.watch || (job.finishedOn ?? Date.now()) < this.opened) return;
+    this.o.watch.jobDone(w, done, new Date(job.finishedOn ?? Date.now()));
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweep);
+    await this.watching;
+    this.closed = true;
+    // The run stops listening: its workers are gone from it (they may serve other runs).
+    this.o.watch?.seen([], [], new Date());
     for (const p of this.pending.values()) p.settle({ status: 'crash', error: 'the queue runner closed', seconds: 0 });
     this.pending.clear();
     await Promise.allSettled([this.queue.close(), this.events.close()]);

@@ -4,11 +4,13 @@
  * 0.5, one child per iteration, initial depth 3-5.
  */
 import { InputError } from '../errors.ts';
-import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../search-space/index.ts';
+import { ALLOCATION_TERMINALS, BINARY_OPS, TERMINALS, UNARY_OPS, isAllocationTerminal, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../search-space/index.ts';
 
 export interface GpConfig {
   /** Seed of the run's random generator. */
   seed: string;
+  /** What the trees are: per-weight pruning metrics, or layer-wise allocations over per-block statistics. */
+  language: 'metric' | 'allocation';
   /** 'steady-state' (Pruner-Zero) or 'generational' (tournament + elitism). */
   mode: 'steady-state' | 'generational';
   populationSize: number;
@@ -48,6 +50,7 @@ export interface GpConfig {
 
 const DEFAULTS: GpConfig = {
   seed: '0',
+  language: 'metric',
   mode: 'steady-state',
   populationSize: 50,
   initDepth: [3, 5],
@@ -78,6 +81,8 @@ export function resolveConfig(partial: Partial<GpConfig> = {}): GpConfig {
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   } as GpConfig;
   c.seed = String(c.seed);
+  if (c.language !== 'metric' && c.language !== 'allocation') throw new InputError(`gp config: language must be 'metric' or 'allocation', got '${c.language}'`);
+  if (c.language === 'allocation' && partial.terminals === undefined) c.terminals = [...ALLOCATION_TERMINALS];
   c.initDepth = [...c.initDepth] as [number, number];
   c.seeds = [...c.seeds];
   c.terminals = [...c.terminals];
@@ -114,10 +119,13 @@ export function resolveConfig(partial: Partial<GpConfig> = {}): GpConfig {
   if (c.mode === 'generational' && c.elitism >= c.populationSize) {
     throw new InputError(`gp config: elitism (${c.elitism}) must be smaller than populationSize (${c.populationSize})`);
   }
-  if (c.terminals.length === 0 || !c.terminals.every(isTerminal)) {
+  if (c.language === 'allocation') {
+    if (c.terminals.length === 0 || !c.terminals.every(isAllocationTerminal)) {
+      throw new InputError(`gp config: allocation terminals must be a non-empty subset of ${ALLOCATION_TERMINALS.join(', ')}, got ${c.terminals.join(',')}`);
+    }
+  } else if (c.terminals.length === 0 || !c.terminals.every((t) => isTerminal(t) && !isAllocationTerminal(t))) {
     throw new InputError(`gp config: terminals must be a non-empty subset of W, G, X, got ${c.terminals.join(',')}`);
-  }
-  if (!c.terminals.includes('W') && !c.terminals.includes('G')) {
+  } else if (!c.terminals.includes('W') && !c.terminals.includes('G')) {
     throw new InputError('gp config: terminals must include W or G (a metric over X alone cannot rank weights in a row)');
   }
   const badU = c.unaryOps.find((o) => !isUnary(o));

@@ -23,8 +23,12 @@
  */
 import { InputError } from '../errors.ts';
 import {
+  KNOWN_ALLOCATIONS,
   KNOWN_METRICS,
   canonicalize,
+  canonicalizeAllocation,
+  simplifyAllocation,
+  validateAllocationTree,
   defaultProbeData,
   depth,
   parseMetric,
@@ -170,6 +174,12 @@ interface Pending {
 
 type Considered = { kind: 'accept'; pending: Pending } | { kind: 'retry' };
 
+/** What differs between the tree languages: validity, OOS, the canonical form, the known seeds, the probe. */
+const LANGUAGES = {
+  metric: { validate: validateTree, simplify: (t: Tree) => simplify(t), canonicalize, known: KNOWN_METRICS, probe: true },
+  allocation: { validate: validateAllocationTree, simplify: simplifyAllocation, canonicalize: canonicalizeAllocation, known: KNOWN_ALLOCATIONS, probe: false },
+};
+
 function sha1(s: string): string {
   return createHash('sha1').update(s).digest('hex');
 }
@@ -185,14 +195,16 @@ export class GpEngine {
   private readonly deps: GpDeps;
   private readonly prims: PrimitiveSet;
   private readonly seedTrees: Tree[];
+  private readonly lang: (typeof LANGUAGES)[keyof typeof LANGUAGES];
 
   private constructor(state: GpState, deps: GpDeps) {
     this.s = state;
     this.deps = deps;
     this.rng = createRng(state.config.seed, state.rng);
     this.prims = { terminals: state.config.terminals, unary: state.config.unaryOps, binary: state.config.binaryOps };
+    this.lang = LANGUAGES[state.config.language];
     this.seedTrees = [
-      ...(state.config.seedKnown ? Object.values(KNOWN_METRICS).map((m) => m.tree) : []),
+      ...(state.config.seedKnown ? Object.values(this.lang.known).map((m) => m.tree) : []),
       ...state.config.seeds.map((text) => parseMetric(text)),
     ];
   }
@@ -523,13 +535,13 @@ export class GpEngine {
   ): Promise<Considered> {
     const s = this.s;
     const c = s.config;
-    const tree = simplify(raw);
+    const tree = this.lang.simplify(raw);
     if (depth(tree) > c.maxDepth || size(tree) > c.maxSize) {
       s.counters.overLimit++;
       return { kind: 'retry' };
     }
     const infix = toInfix(tree);
-    const canonical = toInfix(canonicalize(tree));
+    const canonical = toInfix(this.lang.canonicalize(tree));
     const hash = sha1(canonical);
     const base = {
       tree,
@@ -551,9 +563,9 @@ export class GpEngine {
     }
 
     const reason =
-      validateTree(tree) ??
+      this.lang.validate(tree) ??
       outsidePrimitives(tree, this.prims) ??
-      (this.deps.probe === null ? null : probeTree(tree, this.deps.probe ?? defaultProbeData()));
+      (this.deps.probe === null || !this.lang.probe ? null : probeTree(tree, this.deps.probe ?? defaultProbeData()));
     if (reason) {
       await this.recordInvalid({ ...base, fingerprint: null }, reason, emitted);
       return { kind: 'retry' };

@@ -2,9 +2,10 @@
  * Prune a model of any size: in memory when it fits the memory budget, block by
  * block otherwise. Block by block, the input's weights are read one block at a time
  * and the pruned ones written to an ONNX data file as each block is done, so peak
- * memory is one block plus the calibration states, whatever the model size. (G and
- * OWL read every layer of the dense model at once: they keep the model in memory
- * whatever the budget.)
+ * memory is one block plus the calibration states, whatever the model size. G, when a
+ * method reads it, is computed first, by the whole model's gradient graph when that
+ * fits the budget and block by block otherwise (gradientPlan). (OWL reads every layer
+ * of the dense model at once: it keeps the model in memory whatever the budget.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,14 +14,14 @@ import { ExternalDataWriter, memorySource, OnnxFileSource, wholeModelBytes } fro
 import type { ModelDescription } from '../model/load.ts';
 import { writeHfLike, writeOnnxLike, type OutputFormat } from '../model/write.ts';
 import type { ModelSource } from '../model/source.ts';
-import { checkGradientMemory, pruneFromSource, type PruneModelOptions, type PruneResult } from './prune-model.ts';
+import { gradientPlan, prunableLayers, pruneFromSource, type PruneModelOptions, type PruneResult } from './prune-model.ts';
 
 /** A pruned model: in memory (runnable graph and stored form), or an ONNX file with external data. */
 export type PrunedModel = { kind: 'memory'; model: ModelProto; original: ModelProto } | { kind: 'file'; file: string };
 
-/** Whether pruning needs every dense weight at once (G computed here, OWL). */
+/** Whether pruning needs every dense weight at once (OWL). */
 function needsWholeModel(opts: PruneModelOptions): boolean {
-  return (opts.method.needs.G && !opts.stats?.has.G) || (opts.allocation?.kind ?? 'uniform') !== 'uniform';
+  return (opts.allocation?.kind ?? 'uniform') !== 'uniform';
 }
 
 /**
@@ -28,8 +29,11 @@ function needsWholeModel(opts: PruneModelOptions): boolean {
  * is written to `streamFile` (ONNX, stored form of the input, with `<streamFile>.data`).
  */
 export async function pruneModelSource(source: ModelSource, streamFile: string, opts: PruneModelOptions & { maxMemory: number }): Promise<{ result: PruneResult; pruned: PrunedModel }> {
-  if (wholeModelBytes(source) <= opts.maxMemory || needsWholeModel(opts)) {
-    if (opts.method.needs.G && !opts.stats?.has.G) checkGradientMemory(source, opts.maxMemory);
+  const windows = opts.windows ?? [];
+  const needG = opts.method.needs.G && !opts.stats?.has.G;
+  const gradients = needG ? gradientPlan(source, opts.layers ?? prunableLayers(source.model), windows.length, windows[0]?.length ?? 0, opts.maxMemory) : undefined;
+  opts = { ...opts, gradients };
+  if ((wholeModelBytes(source) <= opts.maxMemory && gradients !== 'streamed') || needsWholeModel(opts)) {
     const { model, original } = await source.loadAll();
     const result = await pruneFromSource(memorySource(model), opts, model);
     return { result, pruned: { kind: 'memory', model, original } };

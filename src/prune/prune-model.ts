@@ -12,19 +12,24 @@
  * from the dense model (computed once on a model in memory, or read from a
  * statistics file one layer at a time).
  */
+import os from 'node:os';
 import { InputError } from '../errors.ts';
 import type { ModelProto, TensorProto } from '../onnx/proto.ts';
 import { memorySource, modelWeightBytes, type WeightSource } from '../onnx/weight-source.ts';
 import type { Device } from '../onnx/session.ts';
 import { discoverLayers, readLayerWeight, type PrunableLayer } from './discover.ts';
 import { computeGradientNorms } from './gradients.ts';
+import { scratchGradientKey, streamedGradientNorms, streamedGradientNormsToScratch } from './stream-gradients.ts';
+import { ScratchFloats } from './scratch-floats.ts';
+import { planSegments } from '../onnx/block-split.ts';
+import { tensorDims } from '../onnx/tensor.ts';
 import { streamedStatistics } from './stream-stats.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
 import { pruneBlocks, type CalibrationMode } from './block-prune.ts';
 import type { LayerReport } from './prune-layer.ts';
 import { patternName, type MaskSpec, type Pattern } from './score.ts';
-import { allocationName, owlAllocation, type Allocation } from './allocation.ts';
+import { allocationName, layerAllocation, type Allocation, type AllocationReport } from './allocation.ts';
 
 export type { CalibrationMode } from './block-prune.ts';
 export type { LayerReport } from './prune-layer.ts';
@@ -51,6 +56,8 @@ export interface PruneModelOptions {
   device?: Device;
   /** Sequences per calibration run (default 8). */
   batchSize?: number;
+  /** How G is computed when needed (see gradientPlan); default whole-model when the model is in memory. */
+  gradients?: 'whole' | 'streamed';
   /** Layer-wise sparsity (default uniform); OWL reads dense X and weights before pruning. */
   allocation?: Allocation;
   /** Sparsity per decoder block, given outright (e.g. a searched allocation); wins over `allocation`. */
@@ -67,7 +74,7 @@ export interface PruneResult {
   nsamples: number;
   seqlen: number;
   /** How the sparsity was spread over the blocks, and each block's sparsity (uniform: empty). */
-  allocation: { name: string; blocks: Array<{ block: number; sparsity: number; outlierRatio?: number }> };
+  allocation: AllocationReport;
   layers: LayerReport[];
   overall: { pruned: number; total: number; sparsity: number };
   seconds: { gradients: number; calibration: number; prune: number; total: number };
@@ -91,13 +98,33 @@ export function prunableLayers(model: ModelProto): PrunableLayer[] {
   return layers;
 }
 
-/** Dense-model G of every layer, by the gradient graphs (the whole model in memory). */
-export function denseGradients(model: ModelProto, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
-  return computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+export interface DenseGradientOptions {
+  threads?: number;
+  device?: Device;
+  /**
+   * Memory budget: G comes from the whole model's gradient graph when that fits,
+   * block by block otherwise (default: half of the RAM, as --max-memory).
+   */
+  maxMemory?: number;
+  onBatch?: (d: number, t: number) => void;
 }
 
 /**
- * Memory G needs: the gradient graph spans the whole model, so the weights, onnxruntime's
+ * Dense-model G of every layer: by the whole model's gradient graph when the model is
+ * in memory and its gradients fit the budget, block by block (stream-gradients.ts,
+ * same values) otherwise.
+ */
+export function denseGradients(model: ModelProto | WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: DenseGradientOptions = {}): Promise<Map<string, Float32Array>> {
+  const inMemory = 'resolve' in model ? null : model;
+  const source = inMemory ? memorySource(inMemory) : (model as WeightSource);
+  if (inMemory && gradientMemoryBytes(source) <= (opts.maxMemory ?? os.totalmem() / 2)) {
+    return computeGradientNorms(inMemory, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+  }
+  return streamedGradientNorms(source, layers, windows, { threads: opts.threads, device: opts.device, onProgress: opts.onBatch });
+}
+
+/**
+ * Memory G needs from the whole model's gradient graph: the weights, onnxruntime's
  * copy, one window's gradients and their float64 sums (twice the float32 size) and the
  * float32 G are all held at once: about 6 times the float32 weights.
  */
@@ -105,13 +132,37 @@ export function gradientMemoryBytes(source: WeightSource): number {
   return 6 * modelWeightBytes(source.model);
 }
 
-/** InputError when G would not fit the memory budget. */
-export function checkGradientMemory(source: WeightSource, maxMemory: number): void {
-  const need = gradientMemoryBytes(source);
-  if (need > maxMemory) {
-    throw new InputError(`G needs the whole model's gradients, about ${(need / 2 ** 30).toFixed(1)} GiB, over --max-memory ${(maxMemory / 2 ** 30).toFixed(1)} GiB; raise --max-memory on a machine with the RAM, or use methods without G`);
-  }
+/**
+ * Memory G needs block by block with the scratch file (streamedGradientNormsToScratch):
+ * three copies of nsamples x seqlen x hidden floats (the embedding's output, the
+ * upstream gradient and the input gradient; the other blocks' inputs and G wait on
+ * disk), the largest layer's G, and the largest segment's gradient graph: its float32
+ * weights twice (as read, and onnxruntime's packed copy) plus three times its prunable
+ * weights (one window's gradients and their float64 sums).
+ */
+export function streamedGradientMemoryBytes(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number): number {
+  const g = source.model.graph!;
+  const elems = new Map((g.initializer ?? []).map((t) => [t.name!, tensorDims(t).reduce((a, d) => a * d, 1)]));
+  const prunable = new Set(layers.map((l) => l.initializer));
+  const plan = planSegments(source.model);
+  const segment = Math.max(...plan.segments.map((s) => s.initializers.reduce((a, n) => a + (2 + (prunable.has(n) ? 3 : 0)) * (elems.get(n) ?? 0), 0)));
+  const hidden = Math.min(...layers.map((l) => l.in));
+  const layer = Math.max(...layers.map((l) => l.out * l.in));
+  return 4 * (3 * nsamples * seqlen * hidden + layer + segment);
 }
+
+/**
+ * How G is computed under the budget: 'whole' when the whole model's gradient graph
+ * fits, 'streamed' (block by block) when that does; InputError when neither does.
+ */
+export function gradientPlan(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number, maxMemory: number): 'whole' | 'streamed' {
+  if (gradientMemoryBytes(source) <= maxMemory) return 'whole';
+  const need = streamedGradientMemoryBytes(source, layers, nsamples, seqlen);
+  if (need <= maxMemory) return 'streamed';
+  throw new InputError(`G needs about ${gib(need)} GiB even block by block, over --max-memory ${gib(maxMemory)} GiB; raise --max-memory, use fewer --nsamples or a shorter --seqlen, or use methods without G`);
+}
+
+const gib = (b: number) => (b / 2 ** 30).toFixed(1);
 
 /** Dense-model X of every layer, block by block. */
 export async function denseX(model: ModelProto | WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: { threads?: number; device?: Device; batchSize?: number; onBatch?: (d: number, t: number) => void } = {}): Promise<Map<string, Float32Array>> {
@@ -139,16 +190,44 @@ function calibrates(method: PruneMethod, mode: CalibrationMode, stats: StatsSour
   return method.kind === 'sparsegpt' || (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
 }
 
+/** G of every layer, read one layer at a time; close() lets go of it (and its scratch file). */
+export interface GradientStore {
+  get(layer: string): Float32Array | undefined;
+  close(): void;
+}
+
 /**
- * G of every layer when the method reads it and no statistics file gives it; needs
- * the model in memory (the gradient graph spans the whole model).
+ * Dense-model G under plan `how` (gradientPlan): 'whole' by the whole model's gradient
+ * graph (`model` must be in memory), 'streamed' block by block from `source` with the
+ * hidden states and G parked in a scratch file in the temporary folder.
  */
-async function gradientsFor(model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<Map<string, Float32Array> | null> {
+export async function computeGradients(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], windows: Int32Array[], how: 'whole' | 'streamed', opts: { threads?: number; device?: Device; onBatch?: (d: number, t: number) => void } = {}): Promise<GradientStore> {
+  if (how === 'whole') {
+    if (!model) throw new Error('computeGradients: the whole-model gradient graph needs the model in memory');
+    const G = await computeGradientNorms(model, layers, windows, { threads: opts.threads, onProgress: opts.onBatch });
+    return { get: (l) => G.get(l), close: () => {} };
+  }
+  const scratch = ScratchFloats.open();
+  try {
+    await streamedGradientNormsToScratch(source, layers, windows, scratch, { threads: opts.threads, device: opts.device, onProgress: opts.onBatch });
+  } catch (e) {
+    scratch.close();
+    throw e;
+  }
+  return { get: (l) => scratch.get(scratchGradientKey(l)), close: () => scratch.close() };
+}
+
+/**
+ * G of every layer when the method reads it and no statistics file gives it: by the
+ * whole model's gradient graph when the model is in memory and opts.gradients is not
+ * 'streamed', block by block from `source` otherwise.
+ */
+async function gradientsFor(source: WeightSource, model: ModelProto | null, layers: PrunableLayer[], opts: PruneModelOptions): Promise<GradientStore | null> {
   if (!opts.method.needs.G || opts.stats?.has.G) return null;
-  if (!model) throw new InputError(`metric ${opts.method.label} reads G, which needs the whole model in memory: compute it with \`symprune stats\` on a machine where it fits and pass --stats FILE`);
   const windows = requireWindows(opts.windows, `metric ${opts.method.label} (G)`);
   opts.onProgress?.('gradients', 0, 1);
-  return denseGradients(model, layers, windows, { threads: opts.threads, onBatch: (d, n) => opts.onProgress?.('gradients', d, n) });
+  const how = model && opts.gradients !== 'streamed' ? 'whole' : 'streamed';
+  return computeGradients(source, model, layers, windows, how, { threads: opts.threads, device: opts.device, onBatch: (d, n) => opts.onProgress?.('gradients', d, n) });
 }
 
 /**
@@ -164,12 +243,11 @@ async function blockAllocation(model: ModelProto | null, layers: PrunableLayer[]
   if (given) return { sparsity: given, report: { name: 'given', blocks: [...given].map(([block, sparsity]) => ({ block, sparsity })) } };
   if (a.kind === 'uniform') return { sparsity: new Map(), report: { name: 'uniform', blocks: [] } };
   if (!model) throw new InputError(`--allocation ${allocationName(a)} reads every layer's dense weights at once: it needs a model that fits in memory`);
-  // OWL reads the dense model's X, whatever the calibration mode; given statistics are dense.
+  // OWL and expressions read the dense model's X, whatever the calibration mode; given statistics are dense.
   const X = opts.stats?.has.X
     ? null
-    : await denseX(model, layers, requireWindows(opts.windows, 'OWL allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
-  const r = owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, { sparsity: opts.sparsity, m: a.m, lambda: a.lambda });
-  return { sparsity: r.sparsity, report: { name: allocationName(a), blocks: r.blocks.map((b, i) => ({ block: b, sparsity: r.sparsity.get(b)!, outlierRatio: r.ratios[i]! })) } };
+    : await denseX(model, layers, requireWindows(opts.windows, 'layer-wise allocation (X)'), { threads: opts.threads, device: opts.device, batchSize: opts.batchSize });
+  return layerAllocation(a, layers, (l) => readLayerWeight(model, l), (l) => X?.get(l.name) ?? opts.stats!.get(l.name).X!, opts.sparsity);
 }
 
 /**
@@ -193,41 +271,45 @@ export async function pruneFromSource(source: WeightSource, opts: PruneModelOpti
   const mode: CalibrationMode = opts.calibration ?? 'sequential';
   const spec = maskSpecOf(method, opts, layers);
   const tg = performance.now();
-  const gradients = await gradientsFor(inMemory, layers, opts);
+  const gradients = await gradientsFor(source, inMemory, layers, opts);
   const gradSeconds = gradients ? (performance.now() - tg) / 1000 : 0;
-  const alloc = await blockAllocation(inMemory, layers, opts);
-  const calibrate = calibrates(method, mode, opts.stats);
-  const stats = (l: PrunableLayer): LayerStats => {
-    const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
-    return { X: calibrate ? null : fromFile?.X ?? null, G: gradients?.get(l.name) ?? fromFile?.G ?? null };
-  };
-  const r = await pruneBlocks(source, {
-    method,
-    spec,
-    mode,
-    layers,
-    windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
-    stats,
-    blockSparsity: alloc.sparsity,
-    threads: opts.threads,
-    device: opts.device,
-    batchSize: opts.batchSize,
-    sink: opts.sink,
-    onProgress: opts.onProgress,
-  });
-  const pruned = r.reports.reduce((a, x) => a + x.pruned, 0);
-  const total = r.reports.reduce((a, x) => a + x.out * x.in, 0);
-  return {
-    method: method.name,
-    label: method.label,
-    sparsity: spec.sparsity,
-    pattern: patternName(opts.pattern),
-    allocation: alloc.report,
-    calibration: mode,
-    nsamples: opts.windows?.length ?? 0,
-    seqlen: opts.windows?.[0]?.length ?? 0,
-    layers: r.reports,
-    overall: { pruned, total, sparsity: total > 0 ? pruned / total : 0 },
-    seconds: { gradients: gradSeconds, calibration: r.seconds.calibration, prune: r.seconds.prune, total: (performance.now() - t0) / 1000 },
-  };
+  try {
+    const alloc = await blockAllocation(inMemory, layers, opts);
+    const calibrate = calibrates(method, mode, opts.stats);
+    const stats = (l: PrunableLayer): LayerStats => {
+      const fromFile = opts.stats && ((method.needs.X && !calibrate) || (method.needs.G && !gradients)) ? opts.stats.get(l.name) : null;
+      return { X: calibrate ? null : fromFile?.X ?? null, G: gradients?.get(l.name) ?? fromFile?.G ?? null };
+    };
+    const r = await pruneBlocks(source, {
+      method,
+      spec,
+      mode,
+      layers,
+      windows: calibrate ? requireWindows(opts.windows, `method ${method.label}`) : undefined,
+      stats,
+      blockSparsity: alloc.sparsity,
+      threads: opts.threads,
+      device: opts.device,
+      batchSize: opts.batchSize,
+      sink: opts.sink,
+      onProgress: opts.onProgress,
+    });
+    const pruned = r.reports.reduce((a, x) => a + x.pruned, 0);
+    const total = r.reports.reduce((a, x) => a + x.out * x.in, 0);
+    return {
+      method: method.name,
+      label: method.label,
+      sparsity: spec.sparsity,
+      pattern: patternName(opts.pattern),
+      allocation: alloc.report,
+      calibration: mode,
+      nsamples: opts.windows?.length ?? 0,
+      seqlen: opts.windows?.[0]?.length ?? 0,
+      layers: r.reports,
+      overall: { pruned, total, sparsity: total > 0 ? pruned / total : 0 },
+      seconds: { gradients: gradSeconds, calibration: r.seconds.calibration, prune: r.seconds.prune, total: (performance.now() - t0) / 1000 },
+    };
+  } finally {
+    gradients?.close();
+  }
 }

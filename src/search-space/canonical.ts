@@ -20,9 +20,14 @@ import { toInfix } from './print.ts';
 import { simplify } from './simplify.ts';
 
 export function canonicalize(t: Tree): Tree {
-  let cur = simplify(t);
+  return canonicalizeWith(t, simplify, stripRoot);
+}
+
+/** The canonical-form loop with the given simplification and root rule (allocation-expr.ts keeps the root). */
+export function canonicalizeWith(t: Tree, simp: (t: Tree) => Tree, root: (t: Tree) => Tree): Tree {
+  let cur = simp(t);
   for (let i = 0; i < 100; i++) {
-    const next = simplify(orderOperands(stripRoot(cur)));
+    const next = simp(orderOperands(root(cur)));
     if (treeEquals(next, cur)) return next;
     cur = next;
   }

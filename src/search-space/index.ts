@@ -5,6 +5,8 @@
  */
 export {
   TERMINALS,
+  ALLOCATION_TERMINALS,
+  isAllocationTerminal,
   UNARY_OPS,
   BINARY_OPS,
   W,
@@ -28,7 +30,7 @@ export {
   shapeOf,
   signOf,
 } from './tree.ts';
-export type { Tree, Op, Terminal, UnaryOp, BinaryOp, Path, Shape, Sign } from './tree.ts';
+export type { Tree, Op, Terminal, MetricTerminal, AllocationTerminal, UnaryOp, BinaryOp, Path, Shape, Sign } from './tree.ts';
 export { parseMetric, parseInfix, fromJsonValue, fromPrunerZeroJson, fromTreeJson } from './parse.ts';
 export { toInfix, toPrunerZeroJson, toTreeJson, toLatex } from './print.ts';
 export type { PrunerZeroNode } from './print.ts';
@@ -46,3 +48,13 @@ export type { KnownMetric, KnownMetricName } from './known.ts';
 export { checkTerminalData, randomTerminalData } from './terminal-data.ts';
 export type { TerminalData, RandomDataOptions } from './terminal-data.ts';
 export { probeTree, checkScores, defaultProbeData } from './probe.ts';
+export {
+  ALLOCATION_TERMINAL_DOCS,
+  validateAllocationTree,
+  parseAllocationExpr,
+  simplifyAllocation,
+  canonicalizeAllocation,
+  blockScores,
+  KNOWN_ALLOCATIONS,
+} from './allocation-expr.ts';
+export type { BlockStatistics } from './allocation-expr.ts';

@@ -46,6 +46,14 @@ export function evaluate(t: Tree, d: TerminalData): ShapedValue {
       return { shape: 'full', data: d.G };
     case 'X':
       return { shape: 'row', data: d.X };
+    case 'R':
+    case 'A':
+    case 'M':
+    case 'D': {
+      const v = d.blocks?.[t.op];
+      if (!v) throw new InputError(`terminal data: no per-block statistic ${t.op}`);
+      return { shape: 'row', data: v };
+    }
     case 'mms': {
       const a = evaluate(t.args[0]!, d);
       let min = Infinity;

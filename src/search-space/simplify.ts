@@ -15,11 +15,15 @@
  */
 import { node, shapeOf, signOf, treeEquals, type Tree } from './tree.ts';
 
-/** Apply the OOS rules until none applies. The result scores every row in the same order. */
-export function simplify(t: Tree): Tree {
+/**
+ * Apply the OOS rules until none applies. The result scores every row in the same order;
+ * with `exact`, no mask-preserving rule is used, so its value is the same (for expressions
+ * whose value itself matters, such as a layer-wise allocation's block scores).
+ */
+export function simplify(t: Tree, opts: { exact?: boolean } = {}): Tree {
   let cur = t;
   for (let i = 0; i < 100; i++) {
-    const next = pass(cur, true);
+    const next = pass(cur, !opts.exact);
     if (treeEquals(next, cur)) return next;
     cur = next;
   }

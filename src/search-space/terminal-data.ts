@@ -4,6 +4,7 @@
  */
 import seedrandom from 'seedrandom';
 import { InputError } from '../errors.ts';
+import type { AllocationTerminal } from './tree.ts';
 
 export interface TerminalData {
   rows: number;
@@ -14,6 +15,8 @@ export interface TerminalData {
   G: Float32Array | null;
   /** Mean squared input activation per input channel, [cols]. */
   X: Float32Array;
+  /** Per-block statistics of a layer-wise allocation, one value per block (rows 1, cols = blocks). */
+  blocks?: Partial<Record<AllocationTerminal, Float32Array>>;
 }
 
 /** Throws an InputError naming the mismatch when the arrays do not fit rows x cols. */

@@ -1,11 +1,16 @@
 /**
- * Expression trees over the terminals W, G, X and Pruner-Zero's 15 operators.
+ * Expression trees over the terminals W, G, X and Pruner-Zero's 15 operators; the same
+ * trees over per-block terminals R, A, M, D express a layer-wise allocation
+ * (allocation-expr.ts).
  * Trees are immutable plain objects, so they serialise to JSON as they are
  * (`{"op": "mul", "args": [{"op": "W", "args": []}, ...]}`) and can be shared
  * between individuals without copying.
  */
 
-export type Terminal = 'W' | 'G' | 'X';
+export type MetricTerminal = 'W' | 'G' | 'X';
+/** Per-block statistics of a layer-wise allocation (allocation-expr.ts); never terminals of a metric. */
+export type AllocationTerminal = 'R' | 'A' | 'M' | 'D';
+export type Terminal = MetricTerminal | AllocationTerminal;
 export type UnaryOp = 'sqr' | 'neg' | 'abs' | 'log' | 'exp' | 'sqrt' | 'tanh' | 'pow' | 'skp' | 'mms' | 'zsn';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
 export type Op = Terminal | UnaryOp | BinaryOp;
@@ -15,17 +20,23 @@ export interface Tree {
   readonly args: readonly Tree[];
 }
 
-export const TERMINALS: readonly Terminal[] = ['W', 'G', 'X'];
+/** The metric terminals. */
+export const TERMINALS: readonly MetricTerminal[] = ['W', 'G', 'X'];
+export const ALLOCATION_TERMINALS: readonly AllocationTerminal[] = ['R', 'A', 'M', 'D'];
 /** Pruner-Zero's order (lib/gptree.py UNARY_FUNCTIONS / BINARY_FUNCTIONS). */
 export const UNARY_OPS: readonly UnaryOp[] = ['sqr', 'neg', 'abs', 'log', 'exp', 'sqrt', 'tanh', 'pow', 'skp', 'mms', 'zsn'];
 export const BINARY_OPS: readonly BinaryOp[] = ['add', 'sub', 'mul', 'div'];
 
-const TERMINAL_SET = new Set<string>(TERMINALS);
+const TERMINAL_SET = new Set<string>([...TERMINALS, ...ALLOCATION_TERMINALS]);
+const ALLOCATION_SET = new Set<string>(ALLOCATION_TERMINALS);
 const UNARY_SET = new Set<string>(UNARY_OPS);
 const BINARY_SET = new Set<string>(BINARY_OPS);
 
 export function isTerminal(op: string): op is Terminal {
   return TERMINAL_SET.has(op);
+}
+export function isAllocationTerminal(op: string): op is AllocationTerminal {
+  return ALLOCATION_SET.has(op);
 }
 export function isUnary(op: string): op is UnaryOp {
   return UNARY_SET.has(op);
@@ -51,6 +62,10 @@ const TERMINAL_NODES: Record<Terminal, Tree> = {
   W: Object.freeze({ op: 'W', args: Object.freeze([]) }) as Tree,
   G: Object.freeze({ op: 'G', args: Object.freeze([]) }) as Tree,
   X: Object.freeze({ op: 'X', args: Object.freeze([]) }) as Tree,
+  R: Object.freeze({ op: 'R', args: Object.freeze([]) }) as Tree,
+  A: Object.freeze({ op: 'A', args: Object.freeze([]) }) as Tree,
+  M: Object.freeze({ op: 'M', args: Object.freeze([]) }) as Tree,
+  D: Object.freeze({ op: 'D', args: Object.freeze([]) }) as Tree,
 };
 
 /** Build a node; checks arity so a malformed tree cannot be constructed by accident. */
@@ -149,7 +164,7 @@ export function replaceAt(t: Tree, path: Path, sub: Tree, from = 0): Tree {
 export type Shape = 'row' | 'full';
 
 export function shapeOf(t: Tree): Shape {
-  if (t.op === 'X') return 'row';
+  if (t.op === 'X' || isAllocationTerminal(t.op)) return 'row';
   if (t.op === 'W' || t.op === 'G') return 'full';
   for (const a of t.args) if (shapeOf(a) === 'full') return 'full';
   return 'row';
@@ -158,7 +173,7 @@ export function shapeOf(t: Tree): Shape {
 /**
  * What is known about the sign of a subtree's finite values: 'nonneg' (>= 0), 'nonpos'
  * (<= 0) or 'any'. Terminals are non-negative by construction (|weight|, a norm, a mean
- * of squares). Used by OOS (abs of a non-negative subtree) and root canonicalisation.
+ * of squares; a share, means of those and a depth for the per-block ones). Used by OOS (abs of a non-negative subtree) and root canonicalisation.
  */
 export type Sign = 'nonneg' | 'nonpos' | 'any';
 
@@ -167,6 +182,10 @@ export function signOf(t: Tree): Sign {
     case 'W':
     case 'G':
     case 'X':
+    case 'R':
+    case 'A':
+    case 'M':
+    case 'D':
     case 'sqr':
     case 'pow':
     case 'abs':

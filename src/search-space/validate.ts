@@ -4,17 +4,19 @@
  * somewhere (a tree over X alone is a row vector, the same for every output row, and cannot
  * rank weights within a row).
  */
-import { arity, isOp, shapeOf, type Tree } from './tree.ts';
+import { arity, isAllocationTerminal, isOp, shapeOf, terminalsOf, type Tree } from './tree.ts';
 
 /** A reason the tree cannot be a metric, or null when it can. */
 export function validateTree(t: Tree): string | null {
   const bad = findMalformed(t, 'root');
   if (bad) return bad;
+  const perBlock = [...terminalsOf(t)].find(isAllocationTerminal);
+  if (perBlock) return `uses ${perBlock}, a per-block statistic of a layer-wise allocation (--allocation EXPR), not a metric terminal`;
   if (shapeOf(t) !== 'full') return 'shape [in]: the metric reads only X, so every output row gets the same scores';
   return null;
 }
 
-function findMalformed(t: Tree, where: string): string | null {
+export function findMalformed(t: Tree, where: string): string | null {
   if (t === null || typeof t !== 'object' || typeof t.op !== 'string' || !Array.isArray(t.args)) {
     return `malformed node at ${where}`;
   }

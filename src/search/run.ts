@@ -21,6 +21,7 @@ import type { PplReply, WorkerTask } from '../eval/worker.ts';
 import { openDatabase } from '../store/schema.ts';
 import { listRuns, type RunStore } from '../store/store.ts';
 import { baselines } from '../store/queries.ts';
+import { WorkerLog } from '../store/workers.ts';
 import { runBaselines } from './baselines.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
@@ -165,7 +166,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     // A first dense evaluation per runner slot warms the workers up and sets the default time limit.
     const r = store.run;
     const runKey = createHash('sha256').update(`${r.created}/${r.id}/${r.configHash}/${r.modelSha256}`).digest('hex').slice(0, 16);
-    runner = await factory.start({ data, settings, modelSha256: settings.modelSha256, tokensSha256: tokHash, modelPath: model.modelPath, runKey });
+    const watch = new WorkerLog(store.db, store.runId);
+    runner = await factory.start({ data, settings, modelSha256: settings.modelSha256, tokensSha256: tokHash, modelPath: model.modelPath, runKey, watch });
     const fullTokens = settings.evalTokens;
     const dense = await Promise.all(Array.from({ length: runner.parallelism }, () => runner!.run<PplReply>({ kind: 'dense', maxTokens: fullTokens } satisfies WorkerTask)));
     const d0 = dense[0]!;

@@ -1,7 +1,7 @@
 /** How a search gets a task runner once its data is ready: the local thread pool by default. */
 import { EvalPool, WORKER_FILE, defaultWorkers } from '../eval/pool.ts';
 import { fileSha256, type JobSpec } from '../eval/job.ts';
-import { QueueRunner, redisConnection } from '../eval/queue.ts';
+import { QueueRunner, redisConnection, type WorkerWatch } from '../eval/queue.ts';
 import type { TaskOutcome, TaskRunner } from '../eval/task-runner.ts';
 import type { WorkerInit, WorkerTask } from '../eval/worker.ts';
 import { settingSpecs, type PreparedData } from './setup.ts';
@@ -18,6 +18,8 @@ export interface RunnerJob {
   modelPath: string;
   /** Identifies the run (stable across resumes): task keys are unique within it. */
   runKey: string;
+  /** Told of the job queue's workers (a local pool has none to tell of). */
+  watch?: WorkerWatch;
 }
 
 export interface RunnerFactory {
@@ -67,7 +69,7 @@ export function queueRunner(url: string, opts: { parallelism?: number; flag?: st
   return {
     parallelism,
     async start(job) {
-      const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism, label: opts.flag });
+      const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism, label: opts.flag, watch: job.watch });
       return local ? new LocalFirst((await local.start(job)) as EvalPool, queue) : queue;
     },
   };

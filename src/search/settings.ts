@@ -8,7 +8,7 @@ import { InputError } from '../errors.ts';
 import { parsePattern, patternName } from '../prune/score.ts';
 import { METHOD_NAMES } from '../prune/baselines.ts';
 import { resolveConfig, type GpConfig } from '../gp/config.ts';
-import { parseAllocation, type Allocation } from '../prune/allocation.ts';
+import { checkAllocation, type Allocation } from '../prune/allocation.ts';
 import { stableJson } from '../store/store.ts';
 
 export interface SearchSettings {
@@ -54,7 +54,7 @@ export interface SearchSettings {
   baselines: string[];
   /** GP options beyond the defaults (terminals, operators, depth and size limits, ...); absent: the defaults. */
   gp?: GpOptions;
-  /** Layer-wise sparsity of every candidate and baseline (OWL's); absent: uniform. */
+  /** Layer-wise sparsity of every candidate and baseline (OWL's, or an expression's); absent: uniform. */
   allocation?: Allocation;
 }
 
@@ -200,7 +200,7 @@ export function checkSettings(s: SearchSettings, names: SettingNames = FIELD_NAM
   if (!(s.margin >= 0 && Number.isFinite(s.margin))) throw new InputError(`${n.margin} ${s.margin}: must be a non-negative number`);
   for (const b of s.baselines) if (!(METHOD_NAMES as readonly string[]).includes(b)) throw new InputError(`${n.baselines}: unknown method ${b}; expected some of ${METHOD_NAMES.join(', ')} or none`);
   if (s.allocation && s.allocation.kind !== 'uniform') {
-    parseAllocation(s.allocation.kind, s.allocation.m, s.allocation.lambda);
+    checkAllocation(s.allocation);
     const nm = runSettings(s).find((x) => parsePattern(x.pattern, x.sparsity).kind !== 'unstructured');
     if (nm) throw new InputError(`${n.allocation} ${s.allocation.kind}: needs unstructured sparsity (N:M fixes every block at 50%; setting ${nm.pattern})`);
   }

@@ -16,7 +16,7 @@ import { denseGradients, denseX, prunableLayers } from '../prune/prune-model.ts'
 import { CALIBRATION_SEED, loadCalibrationWindows, modelVocabSize } from '../prune/calibration-windows.ts';
 import { SafetensorsFile, writeStatsFile } from '../prune/stats-file.ts';
 import { parsePattern, type Pattern } from '../prune/score.ts';
-import { owlAllocation } from '../prune/allocation.ts';
+import { layerAllocation, layerSparsities } from '../prune/allocation.ts';
 import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
@@ -186,13 +186,13 @@ export async function prepareData(
   const statsFile = cached ? source! : cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
-  // OWL's allocation from the dense weights and X, once per setting; every candidate and baseline is masked with it.
+  // The allocation (OWL's or an expression's) from the dense weights and X, once per setting; every candidate and baseline is masked with it.
   const settings = runSettings(s).map((x): PreparedSetting => {
     const blockSparsity =
-      s.allocation?.kind === 'owl'
-        ? owlAllocation(layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, { sparsity: x.sparsity, m: s.allocation.m, lambda: s.allocation.lambda }).sparsity
+      s.allocation && s.allocation.kind !== 'uniform'
+        ? layerAllocation(s.allocation, layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, x.sparsity).sparsity
         : new Map<number, number>();
-    const layerSparsity = blockSparsity.size ? layers.map((l) => blockSparsity.get(l.block) ?? x.sparsity) : undefined;
+    const layerSparsity = blockSparsity.size ? layerSparsities(layers, blockSparsity, x.sparsity) : undefined;
     return { ...x, label: settingLabel(x), patternSpec: parsePattern(x.pattern, x.sparsity), blockSparsity, ...(layerSparsity ? { layerSparsity } : {}) };
   });
   const first = settings[0]!;

@@ -8,7 +8,7 @@ import { accessSync, closeSync, constants, existsSync, openSync, readSync, statS
 import { makeDirs } from '../files.ts';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../errors.ts';
-import { BINARY_OPS, TERMINALS, UNARY_OPS, type BinaryOp, type Terminal, type UnaryOp } from '../search-space/tree.ts';
+import { BINARY_OPS, TERMINALS, UNARY_OPS, type BinaryOp, type MetricTerminal as Terminal, type UnaryOp } from '../search-space/tree.ts';
 
 export type DB = Database.Database;
 
@@ -20,10 +20,10 @@ export { TERMINALS, type Terminal };
 const opColumns = OPERATORS.map((op) => `  n_${op} INTEGER NOT NULL DEFAULT 0`).join(',\n');
 
 /**
- * A run's one setting as stored in its configuration, named as settingLabel names it
- * (`0.5:unstructured`, `2:4`): settingLabelOf in SQL over the configuration's JSON, for the migration.
+ * A run's one setting as stored in its configuration, named as settingLabelOf names it
+ * (`0.5:unstructured`, `2:4`): SQL over the configuration's JSON, for the migration.
  */
-function SETTING_LABEL_SQL(config: string): string {
+function settingLabelSql(config: string): string {
   const pattern = `lower(trim(COALESCE(json_extract(${config}, '$.pattern'), 'unstructured')))`;
   const sparsity = `json_extract(${config}, '$.sparsity')`;
   return `CASE WHEN ${pattern} = 'unstructured' THEN (CASE WHEN ${sparsity} IS NULL THEN 'unstructured' ELSE CAST(${sparsity} AS TEXT) || ':unstructured' END) ELSE replace(${pattern}, ' ', '') END`;
@@ -143,12 +143,32 @@ CREATE TABLE progress (
   PRIMARY KEY (run, step)
 );
 `,
-  // 2: each evaluation records the setting (sparsity and pattern) it was made at and the
+  `
+-- The job queue's workers as the coordinator heard of them (runs with --queue only; local
+-- threads are not listed): from each job's result and from the queue's list of connected workers.
+CREATE TABLE workers (
+  run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+  worker TEXT NOT NULL,              -- its name on the queue: host:pid
+  host TEXT NOT NULL,
+  pid INTEGER,
+  threads INTEGER,                   -- onnxruntime threads per evaluation (known once it answered a job)
+  device TEXT,
+  first_seen TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  jobs_done INTEGER NOT NULL DEFAULT 0,   -- jobs of this run it answered (masks and perplexities)
+  jobs_failed INTEGER NOT NULL DEFAULT 0, -- jobs whose evaluation failed (error, timeout) or that failed for good
+  evaluations INTEGER NOT NULL DEFAULT 0, -- perplexity evaluations among its jobs
+  seconds REAL NOT NULL DEFAULT 0,   -- time spent on this run's jobs
+  state TEXT NOT NULL CHECK (state IN ('busy', 'idle', 'gone')), -- gone: disconnected, or the run stopped listening
+  PRIMARY KEY (run, worker)
+);
+`,
+  // 3: each evaluation records the setting (sparsity and pattern) it was made at and the
   // fingerprint of the masks it measured, so a search over several settings keeps one row per
   // setting and reuses a setting's perplexity when masks repeat there. Old rows get their
-  // run's one setting (the label settingLabel gives) and their individual's fingerprint.
+  // run's one setting (the label settingLabelOf gives) and their individual's fingerprint.
   `
-CREATE TABLE evaluations_v2 (
+CREATE TABLE evaluations_v3 (
   id INTEGER PRIMARY KEY,
   run INTEGER NOT NULL,
   individual INTEGER NOT NULL,
@@ -160,21 +180,21 @@ CREATE TABLE evaluations_v2 (
   worker INTEGER,
   status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'timeout', 'crash', 'reused')),
   error TEXT,
-  reused_from INTEGER REFERENCES evaluations_v2(id),
+  reused_from INTEGER REFERENCES evaluations_v3(id),
   fingerprint TEXT,                  -- hash of the masks this perplexity is of (NULL when masking failed)
   created TEXT NOT NULL,
   FOREIGN KEY (run, individual) REFERENCES individuals(run, id) ON DELETE CASCADE,
   UNIQUE (run, individual, setting, fidelity)
 );
-INSERT INTO evaluations_v2 (id, run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created)
+INSERT INTO evaluations_v3 (id, run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created)
 SELECT e.id, e.run, e.individual,
-       ${SETTING_LABEL_SQL('r.config')},
+       ${settingLabelSql('r.config')},
        e.fidelity, e.tokens, e.ppl, e.seconds, e.worker, e.status, e.error, e.reused_from,
        (SELECT i.fingerprint FROM individuals i WHERE i.run = e.run AND i.id = e.individual),
        e.created
 FROM evaluations e JOIN runs r ON r.id = e.run ORDER BY e.id;
 DROP TABLE evaluations;
-ALTER TABLE evaluations_v2 RENAME TO evaluations;
+ALTER TABLE evaluations_v3 RENAME TO evaluations;
 CREATE INDEX evaluations_setting_fingerprint ON evaluations (run, setting, fingerprint);
 `,
 ];
@@ -220,7 +240,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
       db.pragma('busy_timeout = 5000');
     }
     db.pragma('foreign_keys = ON');
-    db = migrate(path, db, !!opts.readonly);
+    migrate(path, db, !!opts.readonly);
   } catch (e) {
     db.close();
     if (e instanceof InputError) throw e;
@@ -268,29 +288,24 @@ export function schemaVersion(db: DB): number {
   return (db.prepare(`SELECT COALESCE(MAX(version), 0) FROM schema_version`).pluck().get() as number) ?? 0;
 }
 
-/**
- * Bring the database to the current schema. Read-only (report, export, the dashboard), an
- * older file is never written: an in-memory copy of it is migrated and read instead.
- */
-function migrate(path: string, db: DB, readonly: boolean): DB {
+function migrate(path: string, db: DB, readonly: boolean): void {
   const v = schemaVersion(db);
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
-  if (v === SCHEMA_VERSION) return db;
+  if (v === SCHEMA_VERSION) return;
   if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
-  if (readonly) {
-    const image = db.serialize();
-    image[18] = 1; // file format read/write versions: rollback journal, as an in-memory database needs (WAL files say 2)
-    image[19] = 1;
-    const copy = new Database(image);
-    db.close();
-    copy.pragma('foreign_keys = ON');
-    return migrate(path, copy, false);
-  }
+  // Read-only, an older file is read as it is: later migrations add tables, whose readers look
+  // for them (hasTable), and columns only the search's writer uses (evaluations' setting and
+  // fingerprint: a file without them holds runs of one setting, which readers need not name).
+  if (readonly) return;
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[i]!);
       db.prepare(`INSERT INTO schema_version (version, applied) VALUES (?, ?)`).run(i + 1, new Date().toISOString());
     })();
   }
-  return db;
+}
+
+/** Whether the database has a table (one added by a later migration may be missing from a file opened read-only). */
+export function hasTable(db: DB, name: string): boolean {
+  return !!db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name);
 }

@@ -27,7 +27,7 @@ import { parsePattern } from '../../prune/score.ts';
 import { LayerStatsFile } from '../../prune/stats-file.ts';
 import { formatTasks, taskFlag, taskTokenizer, tasksFromArgs } from '../zero-shot-flags.ts';
 import { scoreTasks } from '../../eval/zero-shot.ts';
-import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, parseAllocation, type Allocation } from '../../prune/allocation.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M, allocationFromText, parseAllocation, type Allocation } from '../../prune/allocation.ts';
 
 interface Args extends DeviceArgs {
   model?: string;
@@ -47,23 +47,38 @@ interface Args extends DeviceArgs {
   'eval-tokens'?: number;
   threads?: number;
   json?: boolean;
-  allocation: string;
-  'owl-m': number;
-  'owl-lambda': number;
+  allocation?: string;
+  'owl-m'?: number;
+  'owl-lambda'?: number;
   task?: string[];
 }
 
 /** The layer-wise sparsity flags shared by prune, baselines and search. */
 export function allocationFlags<T>(y: import('yargs').Argv<T>): import('yargs').Argv<T> {
   return y
-    .option('allocation', choiceFlag('allocation', ['uniform', 'owl'], { default: 'uniform', describe: 'layer-wise sparsity: uniform, or owl (more outliers, less pruning; unstructured only)' }))
-    .option('owl-m', numberFlag('owl-m', { min: 0, minExclusive: true, default: OWL_DEFAULT_M, describe: "OWL's outlier threshold M (scores above M x the block's mean)" }))
-    .option('owl-lambda', numberFlag('owl-lambda', { min: 0, max: 0.5, maxExclusive: true, default: OWL_DEFAULT_LAMBDA, describe: "OWL's spread: block sparsities span 2·lambda around the mean" })) as never;
+    .option('allocation', stringFlag('allocation', { describe: 'layer-wise sparsity (unstructured only): uniform (default), owl (more outliers, less pruning), an expression over the per-block R, A, M, D (e.g. mms(R), which is OWL), or a file from `symprune export` of an allocation search' }))
+    .option('owl-m', numberFlag('owl-m', { min: 0, minExclusive: true, describe: `OWL's outlier threshold M, also R's in expressions (scores above M x the block's mean) (default ${OWL_DEFAULT_M}, or an allocation file's)` }))
+    .option('owl-lambda', numberFlag('owl-lambda', { min: 0, max: 0.5, maxExclusive: true, describe: `spread: block sparsities span at most 2·lambda around the mean (default ${OWL_DEFAULT_LAMBDA}, or an allocation file's)` })) as never;
 }
 
-/** --allocation with --owl-m/--owl-lambda, refused for N:M patterns. */
-export function allocationFromArgs(a: { allocation: string; 'owl-m': number; 'owl-lambda': number }, pattern: { kind: string }): Allocation {
-  const alloc = parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']);
+/** --allocation uniform|owl|EXPR|FILE with --owl-m/--owl-lambda (given flags win over a file's values). */
+export function allocationArg(a: { allocation?: string; 'owl-m'?: number; 'owl-lambda'?: number }): Allocation {
+  const arg = a.allocation ?? 'uniform';
+  const given = { m: a['owl-m'], lambda: a['owl-lambda'] };
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(arg);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isFile()) return allocationFromText(fs.readFileSync(arg, 'utf8'), `--allocation ${arg}`, given);
+  if (/\.(json|txt)$/i.test(arg)) throw new InputError(`--allocation ${arg}: file not found`);
+  return parseAllocation(arg, given.m, given.lambda);
+}
+
+/** allocationArg, refused for N:M patterns. */
+export function allocationFromArgs(a: { allocation?: string; 'owl-m'?: number; 'owl-lambda'?: number }, pattern: { kind: string }): Allocation {
+  const alloc = allocationArg(a);
   if (alloc.kind !== 'uniform' && pattern.kind !== 'unstructured') throw new InputError(`--allocation ${a.allocation}: needs --pattern unstructured (N:M fixes every block at 50%)`);
   return alloc;
 }
@@ -77,13 +92,24 @@ export function metricFromArg(arg: string): PruneMethod {
   } catch {
     st = undefined;
   }
-  if (st?.isFile()) text = fs.readFileSync(arg, 'utf8');
+  if (st?.isFile()) text = metricOfAllocationFile(fs.readFileSync(arg, 'utf8'));
   else if (/\.(json|txt)$/i.test(arg)) throw new InputError(`--metric ${arg}: file not found`);
   try {
     return metricMethodFromText(text);
   } catch (e) {
     if (e instanceof InputError) throw new InputError(`--metric ${arg}: ${e.message}`);
     throw e;
+  }
+}
+
+/** An allocation search's export names the metric it was searched for: `--metric` reads that; any other text is returned as it is. */
+function metricOfAllocationFile(text: string): string {
+  if (!text.trimStart().startsWith('{')) return text;
+  try {
+    const o = JSON.parse(text) as { kind?: unknown; metric?: unknown };
+    return o.kind === 'allocation' && typeof o.metric === 'string' ? o.metric : text;
+  } catch {
+    return text; // the metric parser names the JSON error
   }
 }
 
@@ -184,7 +210,7 @@ export const pruneCommand: CommandModule<object, Args> = {
     try {
       const needWindows =
         method.kind === 'sparsegpt' ||
-        allocation.kind === 'owl' ||
+        allocation.kind !== 'uniform' ||
         (method.needs.G && !stats?.has.G) ||
         (method.needs.X && !(mode === 'one-shot' && stats?.has.X));
       if (needWindows || a.eval) checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(model));

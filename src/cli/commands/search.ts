@@ -11,8 +11,7 @@ import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
 import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, numberListFlag, outputFileFlag, stringFlag } from '../validate.ts';
-import { allocationFlags } from './prune.ts';
-import { parseAllocation } from '../../prune/allocation.ts';
+import { allocationArg, allocationFlags } from './prune.ts';
 import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
 import type { GpOptions } from '../../search/settings.ts';
 
@@ -48,8 +47,8 @@ interface Args extends DeviceArgs {
   'max-size'?: number;
   operators?: string;
   terminals?: string;
-  'owl-m': number;
-  'owl-lambda': number;
+  'owl-m'?: number;
+  'owl-lambda'?: number;
 }
 
 const d = SEARCH_DEFAULTS;
@@ -193,7 +192,7 @@ export const searchCommand: CommandModule<object, Args> = {
       stats: a.stats === undefined ? undefined : resolve(a.stats),
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
-      allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : parseAllocation(a.allocation, a['owl-m'], a['owl-lambda']),
+      allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : allocationArg(a),
       baselines: a.baselines === undefined ? undefined : a.baselines === 'none' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];

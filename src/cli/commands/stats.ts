@@ -14,7 +14,7 @@ import { progress } from '../progress.ts';
 import { booleanFlag, checkSeqlen, dataFlag, inputFileFlag, intFlag, makeDirs, modelFlag, outputFileFlag, threadsFlag } from '../validate.ts';
 import { graphMaxPositions } from '../../onnx/max-positions.ts';
 import { CALIBRATION_SEED, DEFAULT_CALIBRATION_DATA, calibrationShape, DEFAULT_NSAMPLES, DEFAULT_SEQLEN, checkWindowSpec, loadCalibrationWindows, modelVocabSize } from '../../prune/calibration-windows.ts';
-import { checkGradientMemory, denseGradients, denseX, prunableLayers } from '../../prune/prune-model.ts';
+import { computeGradients, denseX, gradientPlan, prunableLayers } from '../../prune/prune-model.ts';
 import { writeStatsFile } from '../../prune/stats-file.ts';
 
 interface Args extends DeviceArgs {
@@ -54,39 +54,47 @@ export const statsCommand: CommandModule<object, Args> = {
     const source = await openModelSource(described);
     checkSeqlen('--seqlen', a.seqlen, graphMaxPositions(source.model));
     const layers = prunableLayers(source.model);
-    checkGradientMemory(source, maxMemory);
+    // G by the whole model's gradient graph when it fits the budget, block by block otherwise.
+    const gradients = gradientPlan(source, layers, a.nsamples, a.seqlen, maxMemory);
     const windows = await loadCalibrationWindows({ data: a.data, nsamples: a.nsamples, seqlen: a.seqlen, tokenizerPath, vocabSize: modelVocabSize(source.model), seed: CALIBRATION_SEED });
     const tg = performance.now();
+    let seconds = { gradients: 0, X: 0 };
     const gbar = progress('G', windows.length);
-    const model = (await source.loadAll()).model;
-    const G = await denseGradients(model, layers, windows, { threads: a.threads, onBatch: (d) => gbar.update(d) });
-    gbar.done();
-    const gradSeconds = (performance.now() - tg) / 1000;
-    const tx = performance.now();
-    const bar = progress('X', windows.length);
-    const X = await denseX(model, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
-    await source.close();
-    bar.done();
-    const xSeconds = (performance.now() - tx) / 1000;
-    makeDirs(path.dirname(out));
-    writeStatsFile(out, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), {
-      model: modelPath,
-      data: a.data ?? DEFAULT_CALIBRATION_DATA,
-      nsamples: String(windows.length),
-      seqlen: String(a.seqlen),
-      seed: String(CALIBRATION_SEED),
-      G: '100 * sqrt(sum_n g_n^2), per-sequence gradient of mean next-token cross-entropy, dense model',
-      X: 'mean over sequences of sum over tokens of x_j^2 (layer input)',
-    });
+    const model = gradients === 'whole' ? (await source.loadAll()).model : null;
+    const G = await computeGradients(source, model, layers, windows, gradients, { threads: a.threads, onBatch: (d, n) => gbar.update((d / n) * windows.length) });
+    try {
+      gbar.done();
+      const gradSeconds = (performance.now() - tg) / 1000;
+      const tx = performance.now();
+      const bar = progress('X', windows.length);
+      const X = await denseX(model ?? source, layers, windows, { threads: a.threads, onBatch: (d, n) => bar.update((d / n) * windows.length) });
+      bar.done();
+      const xSeconds = (performance.now() - tx) / 1000;
+      makeDirs(path.dirname(out));
+      writeStatsFile(out, layers, (l) => ({ G: G.get(l.name) ?? null, X: X.get(l.name) ?? null }), {
+        model: modelPath,
+        data: a.data ?? DEFAULT_CALIBRATION_DATA,
+        nsamples: String(windows.length),
+        seqlen: String(a.seqlen),
+        seed: String(CALIBRATION_SEED),
+        G: '100 * sqrt(sum_n g_n^2), per-sequence gradient of mean next-token cross-entropy, dense model',
+        X: 'mean over sequences of sum over tokens of x_j^2 (layer input)',
+      });
+      seconds = { gradients: gradSeconds, X: xSeconds };
+    } finally {
+      G.close();
+      await source.close();
+    }
     const summary = {
       out,
       layers: layers.length,
       nsamples: windows.length,
       seqlen: a.seqlen,
       bytes: fs.statSync(out).size,
-      seconds: { gradients: gradSeconds, X: xSeconds, total: (performance.now() - t0) / 1000 },
+      gradients,
+      seconds: { ...seconds, total: (performance.now() - t0) / 1000 },
     };
     if (a.json) process.stdout.write(JSON.stringify(summary) + '\n');
-    else process.stdout.write(`wrote G and X of ${layers.length} layers (${windows.length} x ${a.seqlen} tokens) to ${out} in ${summary.seconds.total.toFixed(1)}s (G ${gradSeconds.toFixed(1)}s, X ${xSeconds.toFixed(1)}s)\n`);
+    else process.stdout.write(`wrote G and X of ${layers.length} layers (${windows.length} x ${a.seqlen} tokens) to ${out} in ${summary.seconds.total.toFixed(1)}s (G ${seconds.gradients.toFixed(1)}s${gradients === 'streamed' ? ' block by block' : ''}, X ${seconds.X.toFixed(1)}s)\n`);
   },
 };

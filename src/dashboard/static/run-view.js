@@ -21,6 +21,8 @@ export function runView(db, run) {
   const recent = h('div');
   const fails = h('div');
   const load = h('div');
+  const workers = h('div');
+  const workersPanel = h('section', { class: 'panel wide', hidden: '' }, h('h2', null, 'Workers', h('span', { class: 'hint' }, 'the job queue’s workers this run heard from; gone: disconnected, or the run stopped')), workers);
   const fidelityNote = h('span', { class: 'hint' });
   let feature = 'size';
   let features = [];
@@ -40,6 +42,7 @@ export function runView(db, run) {
       h('section', { class: 'panel' }, h('h2', null, 'Short against full budget', fidelityNote), fidelityBox),
       panel('Newest individuals', 'what the search is doing now', recent),
       panel('Failures', 'failed evaluations and why trees were unusable', fails),
+      workersPanel,
       h('section', { class: 'panel wide' }, h('h2', null, 'Evaluations per worker'), load),
       h('section', { class: 'panel wide' }, h('h2', null, 'Settings and provenance'), config),
     ),
@@ -144,6 +147,7 @@ export function runView(db, run) {
         { id: 'load', short: true },
       ),
     );
+    drawWorkers(r.workers);
     config.replaceChildren(
       h('div', null, settings(s.config)),
       h('dl', { class: 'kv' },
@@ -175,6 +179,28 @@ export function runView(db, run) {
         ],
         rows,
         { id: 'leaderboard', initial: { key: 'ppl', dir: 1 }, rowClass: (x) => (x.kind === 'baseline' ? 'baseline' : x.rank === 1 ? 'best' : ''), onRow: (x) => x.kind === 'metric' && go(x.id) },
+      ),
+    );
+  }
+
+  function drawWorkers(rows) {
+    workersPanel.hidden = rows.length === 0;
+    workers.replaceChildren(
+      table(
+        [
+          { key: 'worker', label: 'worker', cell: (w) => h('code', null, w.worker) },
+          { key: 'host', label: 'host' },
+          { key: 'device', label: 'device', value: (w) => `${w.device ?? ''} ${w.threads ?? ''}`, cell: (w) => (w.device ? `${w.device}${w.threads ? ` · ${w.threads} thread${w.threads === 1 ? '' : 's'}` : ''}` : '–') },
+          { key: 'state', label: 'state', value: (w) => ['busy', 'idle', 'gone'].indexOf(w.state), cell: (w) => h('span', { class: `badge worker-${['busy', 'idle', 'gone'].includes(w.state) ? w.state : 'gone'}` }, w.state) },
+          { key: 'jobsDone', label: 'jobs done', num: true },
+          { key: 'jobsFailed', label: 'failed', num: true, cell: (w) => h('span', { class: w.jobsFailed ? 'bad' : null }, String(w.jobsFailed)) },
+          { key: 'evaluations', label: 'evaluations', num: true, title: 'perplexity evaluations among its jobs' },
+          { key: 'perMinute', label: 'evals/min', num: true, title: 'perplexity evaluations per minute between its first and last sighting', cell: (w) => fmt.num(w.perMinute, 1) },
+          { key: 'seconds', label: 'busy', num: true, title: 'time spent on this run’s jobs', cell: (w) => fmt.duration(w.seconds) },
+          { key: 'lastSeen', label: 'last seen', value: (w) => w.lastSeen, cell: (w) => h('span', { title: `${w.lastSeen} (first seen ${w.firstSeen})` }, fmt.ago(w.lastSeen)) },
+        ],
+        rows,
+        { id: 'workers', initial: { key: 'state', dir: 1 } },
       ),
     );
   }

@@ -40,14 +40,12 @@ export function runsView() {
   const compareBtn = h('button', { class: 'primary', disabled: true, onclick: () => (location.hash = route(['compare', [...selected].join(',')])) }, 'Compare selected runs');
   const cards = h('div', { class: 'cards' });
   const runsBox = h('div');
-  const workersBox = h('div');
   const el = h(
     'div',
     { class: 'stack' },
     h('h1', null, 'Runs'),
     cards,
     h('section', { class: 'panel' }, h('div', { class: 'toolbar' }, h('h2', { style: 'margin:0;flex:1' }, 'Search runs', h('span', { class: 'hint' }, 'tick two or more to lay them side by side')), compareBtn), runsBox),
-    h('section', { class: 'panel' }, h('h2', null, 'Job queue workers'), workersBox),
   );
   const sync = () => (compareBtn.disabled = selected.size < 2);
 
@@ -75,6 +73,7 @@ export function runsView() {
           { key: 'seconds', label: 'elapsed', num: true, cell: (r) => h('span', { title: `last write ${r.lastWrite}` }, fmt.duration(r.seconds), h('div', { class: 'muted' }, fmt.ago(r.lastWrite))) },
           { key: 'rate', label: 'evals/min', num: true, value: (r) => r.perMinute, title: 'paid perplexity evaluations per minute: whole run (last 100)', cell: (r) => h('span', null, fmt.num(r.perMinute, 1), h('div', { class: 'muted' }, `(${fmt.num(r.recentPerMinute, 1)})`)) },
           { key: 'evals', label: 'evaluations', num: true, value: (r) => r.counts.paid.short + r.counts.paid.full, cell: (r) => h('span', { title: `${r.counts.paid.short} short + ${r.counts.paid.full} full; ${r.counts.individuals} individuals` }, fmt.num(r.counts.paid.short + r.counts.paid.full), h('div', { class: 'muted' }, `${r.counts.individuals} trees`)) },
+          { key: 'workers', label: 'workers', num: true, value: (r) => r.workers?.total ?? null, title: 'job queue workers the run heard from (busy · idle · gone); – for local threads', cell: workersCell },
           { key: 'failures', label: 'failures', num: true, value: (r) => failed(r.counts), cell: (r) => h('span', { class: failed(r.counts) ? 'bad' : null, title: `${r.counts.failed.error} error, ${r.counts.failed.timeout} timeout, ${r.counts.failed.crash} crash; ${r.counts.invalid} invalid trees` }, String(failed(r.counts))) },
           { key: 'best', label: 'best ppl', num: true, value: (r) => (r.best ? r.best.fullPpl ?? r.best.fitness : null), cell: bestVsBaseline },
           { key: 'metric', label: 'best metric', value: (r) => r.best?.infix ?? null, cell: (r) => (r.best ? metric(r.best.infix, r.best.latex) : '–') },
@@ -84,18 +83,13 @@ export function runsView() {
       ),
     );
     sync();
-    const withQueue = dbs.filter((d) => d.workers !== null);
-    workersBox.replaceChildren(
-      withQueue.length
-        ? h('div', null, withQueue.map((d) => h('div', null, h('div', { class: 'muted' }, d.label), genericTable(d.workers, `workers-${d.db}`))))
-        : h('div', { class: 'empty' }, 'No workers table in these databases: the run log does not record a job queue’s workers (each run page shows the evaluations per worker id).'),
-    );
   }
   return { el, dbs: null, crumbs: [], refresh };
 }
 
-/** A table of rows whose columns we do not know in advance: every value shown as text. */
-export function genericTable(rows, id) {
-  const keys = rows.length ? Object.keys(rows[0]) : [];
-  return table(keys.map((k) => ({ key: k, label: k, num: typeof rows[0][k] === 'number' })), rows, { id, empty: 'no workers' });
+/** How many job queue workers a run heard from, and how many of them are working now. */
+function workersCell(r) {
+  const w = r.workers;
+  if (!w) return '–';
+  return h('span', { title: `${w.busy} busy, ${w.idle} idle, ${w.gone} gone` }, String(w.total), h('div', { class: 'muted' }, w.busy + w.idle ? `${w.busy} busy · ${w.idle} idle` : 'all gone'));
 }

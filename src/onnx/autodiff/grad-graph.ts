@@ -7,7 +7,7 @@
 import { DataType, onnx, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../proto.ts';
 import { modelOpset, valueInfo } from '../graph-build.ts';
 import { numel } from '../tensor.ts';
-import type { ort } from '../session.ts';
+import type { ort, SessionOptions } from '../session.ts';
 import { InputError, check } from '../../errors.ts';
 import { FLOAT_TYPES, probeTensors, zeroTensor, type TensorInfo } from './shape-probe.ts';
 import { GradContext, type GradRule } from './context.ts';
@@ -30,6 +30,8 @@ export interface GradientOptions {
   weightsAsInputs?: boolean;
   /** Forward tensors to expose as extra outputs (e.g. per-sequence losses). */
   keepOutputs?: string[];
+  /** Session options of the probe run (e.g. feedWeights 'always', so the weights are not copied into the model bytes). */
+  probeSession?: SessionOptions;
 }
 
 /** Output name of the gradient of `name` in a gradient graph. */
@@ -88,7 +90,7 @@ function probeFeeds(model: ModelProto, opts: GradientOptions): Record<string, or
 /** Probe shapes, then emit the gradient graph. */
 export async function buildGradientGraph(model: ModelProto, opts: GradientOptions): Promise<ModelProto> {
   check(model.graph, 'gradient: the model has no graph');
-  const infos = await probeTensors(model, probeFeeds(model, opts));
+  const infos = await probeTensors(model, probeFeeds(model, opts), opts.probeSession);
   return emitGradientGraph(model, infos, opts);
 }
 

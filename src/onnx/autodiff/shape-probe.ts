@@ -5,7 +5,7 @@
  * integer tensors that drive Slice/Reshape), without an ONNX shape-inference engine.
  */
 import { DataType, onnx, type ModelProto, type TensorProto } from '../proto.ts';
-import { createSession, ort } from '../session.ts';
+import { createSession, ort, type SessionOptions } from '../session.ts';
 import { tensorDims, tensorToFloat32, tensorToInts, numel } from '../tensor.ts';
 
 export interface TensorInfo {
@@ -16,7 +16,8 @@ export interface TensorInfo {
   values?: number[];
 }
 
-const ORT_TO_ONNX: Record<string, number> = {
+/** ONNX data type of an onnxruntime tensor type. */
+export const ORT_TO_ONNX: Record<string, number> = {
   float32: DataType.FLOAT, uint8: DataType.UINT8, int8: DataType.INT8, uint16: DataType.UINT16,
   int16: DataType.INT16, int32: DataType.INT32, int64: DataType.INT64, string: DataType.STRING,
   bool: DataType.BOOL, float16: DataType.FLOAT16, float64: DataType.DOUBLE, uint32: DataType.UINT32,
@@ -67,7 +68,7 @@ export function zeroTensor(dtype: number, dims: number[]): ort.Tensor {
  * Run the graph once with `feeds`, every node output requested, and return the shape,
  * type (and small values) of every tensor: graph inputs, initializers, node outputs.
  */
-export async function probeTensors(model: ModelProto, feeds: Record<string, ort.Tensor>): Promise<Map<string, TensorInfo>> {
+export async function probeTensors(model: ModelProto, feeds: Record<string, ort.Tensor>, opts: SessionOptions = {}): Promise<Map<string, TensorInfo>> {
   const graph = model.graph!;
   const infos = new Map<string, TensorInfo>();
   for (const t of graph.initializer ?? []) infos.set(t.name!, initializerInfo(t));
@@ -84,7 +85,7 @@ export async function probeTensors(model: ModelProto, feeds: Record<string, ort.
     }
   }
   const probe = onnx.ModelProto.create({ ...model, graph: { ...graph, output: outNames.map((name) => ({ name })), valueInfo: [] } });
-  const session = await createSession(probe);
+  const session = await createSession(probe, opts);
   try {
     const inputNames = new Set(session.inputNames);
     const runFeeds: Record<string, ort.Tensor> = {};

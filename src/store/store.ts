@@ -175,6 +175,18 @@ export class RunStore {
   /** The run's settings by name, in order (one for most runs). */
   readonly settings: string[];
   private st: Record<string, import('better-sqlite3').Statement>;
+  /** Statements over evaluations' setting and fingerprint, prepared on first use (a run can be created in a file not yet migrated). */
+  private readonly evalSql = {
+    insEval: `INSERT INTO evaluations (run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    getEval: `SELECT * FROM evaluations WHERE run = ? AND individual = ? AND fidelity = ? AND setting = ?`,
+    priorEval: `SELECT e.* FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
+      WHERE e.run = ? AND e.setting = ? AND e.fingerprint = ? AND e.fidelity = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') AND i.step < ?
+      ORDER BY e.id LIMIT 1`,
+  };
+
+  private evalStatement(name: keyof RunStore['evalSql']): import('better-sqlite3').Statement {
+    return (this.st[name] ??= this.db.prepare(this.evalSql[name]));
+  }
 
   private constructor(db: DB, runId: number) {
     this.db = db;
@@ -195,15 +207,6 @@ export class RunStore {
       setFp: db.prepare(`UPDATE individuals SET fingerprint = ? WHERE run = ? AND id = ?`),
       setInvalid: db.prepare(`UPDATE individuals SET invalid = ?, fitness = ? WHERE run = ? AND id = ?`),
       setFit: db.prepare(`UPDATE individuals SET fitness = ?, fidelity = ? WHERE run = ? AND id = ?`),
-      insEval: db.prepare(
-        `INSERT INTO evaluations (run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      getEval: db.prepare(`SELECT * FROM evaluations WHERE run = ? AND individual = ? AND fidelity = ? AND setting = ?`),
-      priorEval: db.prepare(
-        `SELECT e.* FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
-         WHERE e.run = ? AND e.setting = ? AND e.fingerprint = ? AND e.fidelity = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') AND i.step < ?
-         ORDER BY e.id LIMIT 1`,
-      ),
       byFp: db.prepare(
         `SELECT id, fitness, fidelity FROM individuals WHERE run = ? AND fingerprint = ? AND fitness IS NOT NULL AND id != ? ORDER BY id LIMIT 1`,
       ),
@@ -300,7 +303,7 @@ export class RunStore {
 
   /** Record a finished evaluation; returns its id. */
   addEvaluation(e: EvaluationInput): number {
-    const r = this.st.insEval!.run(
+    const r = this.evalStatement('insEval').run(
       this.runId,
       e.individual,
       e.setting ?? this.settings[0]!,
@@ -320,13 +323,13 @@ export class RunStore {
 
   /** The evaluation already recorded for an individual at a fidelity and setting (default the first), if any (resume looks here first). */
   evaluation(individual: number, fidelity: Fidelity, setting = this.settings[0]!): EvaluationRow | undefined {
-    const r = this.st.getEval!.get(this.runId, individual, fidelity, setting) as Record<string, unknown> | undefined;
+    const r = this.evalStatement('getEval').get(this.runId, individual, fidelity, setting) as Record<string, unknown> | undefined;
     return r && toEval(r);
   }
 
   /** The first usable evaluation of these masks at this setting and fidelity by an individual made before `step`. */
   priorEvaluation(setting: string, fingerprint: string, fidelity: Fidelity, step: number): EvaluationRow | undefined {
-    const r = this.st.priorEval!.get(this.runId, setting, fingerprint, fidelity, step) as Record<string, unknown> | undefined;
+    const r = this.evalStatement('priorEval').get(this.runId, setting, fingerprint, fidelity, step) as Record<string, unknown> | undefined;
     return r && toEval(r);
   }
 

@@ -332,6 +332,9 @@ test('a worker with the wrong model: the search stops with the reason and resume
     const line = s.stderr.trim().split('\n').pop()!;
     assert.match(line, /^symprune: worker .*: model with sha256 [0-9a-f]{12}… not found: no model\.onnx with that hash under .*other; .*other\/model\.onnx hashes differently; the search stopped/);
     assert.equal(dump(db).runs[0]!.status, 'interrupted');
+    const [w1] = workersIn(db);
+    assert.deepEqual([w1!.worker, w1!.jobs_done, w1!.state], [nameOf(wrong), 0, 'gone']);
+    assert.ok(w1!.jobs_failed >= 1, 'the job it could not take counts against it');
     wrong.child.kill('SIGTERM');
     await wrong.exited;
 
@@ -339,6 +342,11 @@ test('a worker with the wrong model: the search stops with the reason and resume
     const resumed = cli(['search', '--db', db, '--resume', '--queue', r.url, '--json']);
     await finished(resumed);
     sameSearch(dump(db), reference);
+    // The resumed session adds the right worker beside the first session's.
+    const after = workersIn(db);
+    assert.deepEqual(after.map((w) => w.worker).sort(), [nameOf(wrong), nameOf(right)].sort());
+    assert.deepEqual(after.find((w) => w.worker === nameOf(wrong)), w1, 'the first session\'s row is kept as it was');
+    assert.ok(after.find((w) => w.worker === nameOf(right))!.jobs_done > 0);
     right.child.kill('SIGTERM');
     await right.exited;
   } finally {

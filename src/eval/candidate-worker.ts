@@ -13,6 +13,7 @@
  *  - `method`: mask and perplexity of a baseline (magnitude, wanda, ...) in the same harness;
  *  - `weights`: perplexity with given weights (SparseGPT's reconstructed layers; local only);
  *  - `dense`: perplexity of the unpruned model.
+ * `mask` and `ppl` may carry their own sparsity per layer (a searched allocation's candidate).
  *
  * `run` never throws: failures are replies, so a rejected task means the worker died.
  */
@@ -73,8 +74,8 @@ export interface MaskSetting {
 export type WorkerFault = { counter: Int32Array; at: number; kind: 'crash' | 'hang' | 'overtime' };
 
 export type WorkerTask = (
-  | { kind: 'mask'; tree: Tree; setting?: number }
-  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number; setting?: number }
+  | { kind: 'mask'; tree: Tree; setting?: number; layerSparsity?: number[] }
+  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number; setting?: number; layerSparsity?: number[] }
   | { kind: 'method'; name: string; seed?: number; maxTokens: number; setting?: number }
   | { kind: 'weights'; weights: Record<string, Float32Array>; maxTokens: number }
   | { kind: 'dense'; maxTokens: number }
@@ -191,11 +192,11 @@ export class CandidateWorker {
     const secs = (): number => (performance.now() - t0) / 1000;
     switch (task.kind) {
       case 'mask': {
-        const m = this.treeMasks(task.tree, this.setting(task.setting));
+        const m = this.treeMasks(task.tree, this.setting(task.setting), task.layerSparsity);
         return { fingerprint: m.fingerprint, nanCount: m.nanCount, allNaN: m.allNaN, worker: this.id, seconds: secs() };
       }
       case 'ppl': {
-        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree, this.setting(task.setting));
+        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree, this.setting(task.setting), task.layerSparsity);
         if (m.fingerprint !== task.fingerprint) throw new Error(`the tree's masks here have fingerprint ${m.fingerprint}, not ${task.fingerprint}: this worker's data differ from the coordinator's`);
         return { ...(await this.ppl(this.prunedWeights(m.bits), task.maxTokens, deadline)), fingerprint: m.fingerprint, seconds: secs() };
       }
@@ -217,11 +218,12 @@ export class CandidateWorker {
   }
 
   /** A tree's masks, computed once and kept under their fingerprint. */
-  private treeMasks(tree: Tree, setting: MaskSetting): Masks {
+  private treeMasks(tree: Tree, setting: MaskSetting, layerSparsity?: number[]): Masks {
     const problem = validateTree(tree);
     if (problem) throw new Error(`invalid tree: ${problem}`);
+    if (layerSparsity && layerSparsity.length !== this.job.layers.length) throw new Error(`the task has ${layerSparsity.length} layer sparsities for ${this.job.layers.length} layers`);
     const kernel = compileTree(tree);
-    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row', setting);
+    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row', layerSparsity ? { ...setting, layerSparsity } : setting);
     this.cache.delete(m.fingerprint);
     this.cache.set(m.fingerprint, m);
     if (this.cache.size > MASK_CACHE) this.cache.delete(this.cache.keys().next().value!);

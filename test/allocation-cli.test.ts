@@ -69,3 +69,17 @@ test('bad allocations: one line, exit 2, nothing written', async () => {
     assert.equal(fs.existsSync(out), false, `${extra.join(' ')} created ${out}`);
   }
 });
+
+test('baselines: a metric+alloc row with mms(R) is the wanda+owl row; +alloc without an expression refused', async () => {
+  await ready;
+  const common = ['baselines', '--model', dir, '--nsamples', '4', '--seqlen', '16', '--threads', '1', '--eval-tokens', '512', '--task', 'none', '--json', '--sparsity', '0.6'];
+  const r = await symprune(...common, '--metric', 'mul(abs(W),sqrt(X))', '--allocation', 'mms(R)', '--methods', 'wanda,wanda+owl,metric+alloc');
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  const ppl = (m: string) => j.methods.find((x: { method: string }) => x.method === m).ppl;
+  assert.equal(ppl('metric+alloc'), ppl('wanda+owl'));
+  assert.notEqual(ppl('wanda'), ppl('wanda+owl'));
+  assert.equal(j.allocation.expr, 'mms(R)');
+  const bad = await symprune(...common, '--methods', 'wanda+alloc');
+  assertRefusal({ code: bad.code ?? -1, stdout: bad.stdout, stderr: bad.stderr }, common, /a \+alloc row needs --allocation EXPR or FILE/);
+});

@@ -13,6 +13,7 @@
  *  - `method`: mask and perplexity of a baseline (magnitude, wanda, ...) in the same harness;
  *  - `weights`: perplexity with given weights (SparseGPT's reconstructed layers; local only);
  *  - `dense`: perplexity of the unpruned model.
+ * `mask` and `ppl` may carry their own sparsity per layer (a searched allocation's candidate).
  *
  * `run` never throws: failures are replies, so a rejected task means the worker died.
  */
@@ -64,8 +65,8 @@ export interface LoadedJob {
 export type WorkerFault = { counter: Int32Array; at: number; kind: 'crash' | 'hang' | 'overtime' };
 
 export type WorkerTask = (
-  | { kind: 'mask'; tree: Tree }
-  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number }
+  | { kind: 'mask'; tree: Tree; layerSparsity?: number[] }
+  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number; layerSparsity?: number[] }
   | { kind: 'method'; name: string; seed?: number; maxTokens: number }
   | { kind: 'weights'; weights: Record<string, Float32Array>; maxTokens: number }
   | { kind: 'dense'; maxTokens: number }
@@ -176,11 +177,11 @@ export class CandidateWorker {
     const secs = (): number => (performance.now() - t0) / 1000;
     switch (task.kind) {
       case 'mask': {
-        const m = this.treeMasks(task.tree);
+        const m = this.treeMasks(task.tree, task.layerSparsity);
         return { fingerprint: m.fingerprint, nanCount: m.nanCount, allNaN: m.allNaN, worker: this.id, seconds: secs() };
       }
       case 'ppl': {
-        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree);
+        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree, task.layerSparsity);
         if (m.fingerprint !== task.fingerprint) throw new Error(`the tree's masks here have fingerprint ${m.fingerprint}, not ${task.fingerprint}: this worker's data differ from the coordinator's`);
         return { ...(await this.ppl(this.prunedWeights(m.bits), task.maxTokens, deadline)), fingerprint: m.fingerprint, seconds: secs() };
       }
@@ -202,11 +203,12 @@ export class CandidateWorker {
   }
 
   /** A tree's masks, computed once and kept under their fingerprint. */
-  private treeMasks(tree: Tree): Masks {
+  private treeMasks(tree: Tree, layerSparsity?: number[]): Masks {
     const problem = validateTree(tree);
     if (problem) throw new Error(`invalid tree: ${problem}`);
+    if (layerSparsity && layerSparsity.length !== this.job.layers.length) throw new Error(`the task has ${layerSparsity.length} layer sparsities for ${this.job.layers.length} layers`);
     const kernel = compileTree(tree);
-    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row');
+    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row', layerSparsity);
     this.cache.delete(m.fingerprint);
     this.cache.set(m.fingerprint, m);
     if (this.cache.size > MASK_CACHE) this.cache.delete(this.cache.keys().next().value!);
@@ -214,14 +216,14 @@ export class CandidateWorker {
   }
 
   /** Score and mask every layer. */
-  private masks(score: (layer: LayerArrays, l: WorkerLayer) => Float32Array, grouping: 'row' | 'layer'): Masks {
+  private masks(score: (layer: LayerArrays, l: WorkerLayer) => Float32Array, grouping: 'row' | 'layer', layerSparsity = this.job.layerSparsity): Masks {
     const bits = new Uint8Array(this.layout.bytes);
     const hash = createHash('sha256');
     let nanCount = 0;
     let allNaN: string | null = null;
     this.job.layers.forEach((l, i) => {
       const scores = score({ rows: l.out, cols: l.in, weight: l.weight, X: l.X, G: l.G }, l);
-      const res = maskScores(scores, l.out, l.in, { ...this.spec, grouping, sparsity: this.job.layerSparsity?.[i] ?? this.spec.sparsity });
+      const res = maskScores(scores, l.out, l.in, { ...this.spec, grouping, sparsity: layerSparsity?.[i] ?? this.spec.sparsity });
       nanCount += res.nanCount;
       if (res.nanCount === l.out * l.in && allNaN === null) allNaN = l.name;
       const dst = bits.subarray(this.layout.offsets[i]!, this.layout.offsets[i]! + Math.ceil((l.out * l.in) / 8));

@@ -9,8 +9,9 @@
  *
  * The model may be in memory (pruned in place) or a WeightSource read tensor by
  * tensor, its pruned tensors handed to a sink as each block is done. G always comes
- * from the dense model (computed once on a model in memory, or read from a
- * statistics file one layer at a time).
+ * from the dense model: computed once before pruning (by the whole model's gradient
+ * graph, or block by block into a scratch file), or read from a statistics file one
+ * layer at a time.
  */
 import os from 'node:os';
 import { InputError } from '../errors.ts';
@@ -23,6 +24,7 @@ import { scratchGradientKey, streamedGradientNorms, streamedGradientNormsToScrat
 import { ScratchFloats } from './scratch-floats.ts';
 import { planSegments } from '../onnx/block-split.ts';
 import { tensorDims } from '../onnx/tensor.ts';
+import { modelVocabSize } from './calibration-windows.ts';
 import { streamedStatistics } from './stream-stats.ts';
 import type { LayerStats, StatsNeed } from './layer-stats.ts';
 import type { PruneMethod } from './baselines.ts';
@@ -134,11 +136,15 @@ export function gradientMemoryBytes(source: WeightSource): number {
 
 /**
  * Memory G needs block by block with the scratch file (streamedGradientNormsToScratch):
- * three copies of nsamples x seqlen x hidden floats (the embedding's output, the
- * upstream gradient and the input gradient; the other blocks' inputs and G wait on
- * disk), the largest layer's G, and the largest segment's gradient graph: its float32
- * weights twice (as read, and onnxruntime's packed copy) plus three times its prunable
- * weights (one window's gradients and their float64 sums).
+ * three copies of nsamples x seqlen x hidden floats (the embedding's
+ * output, the upstream gradient and the input gradient; the other blocks' inputs and G
+ * wait on disk); the largest layer's G; the largest segment's gradient graph: its
+ * float32 weights twice (as read, and onnxruntime's packed copy) plus three times its
+ * prunable weights (one window's gradients and their float64 sums); and the head's
+ * activations for one window (logits, softmax and their gradients, seqlen x vocabulary
+ * floats eight times over). Like the other budgets (wholeModelBytes), it leaves out the
+ * runtime itself (Node and onnxruntime, about 0.35 GB): on the TinyLlama-shaped model
+ * (1 block, 16 x 256 tokens) it gives 1.2 GiB, and `stats` peaked at 1.5 GB RSS.
  */
 export function streamedGradientMemoryBytes(source: WeightSource, layers: PrunableLayer[], nsamples: number, seqlen: number): number {
   const g = source.model.graph!;
@@ -148,7 +154,8 @@ export function streamedGradientMemoryBytes(source: WeightSource, layers: Prunab
   const segment = Math.max(...plan.segments.map((s) => s.initializers.reduce((a, n) => a + (2 + (prunable.has(n) ? 3 : 0)) * (elems.get(n) ?? 0), 0)));
   const hidden = Math.min(...layers.map((l) => l.in));
   const layer = Math.max(...layers.map((l) => l.out * l.in));
-  return 4 * (3 * nsamples * seqlen * hidden + layer + segment);
+  const head = 8 * seqlen * (modelVocabSize(source.model) ?? 0);
+  return 4 * (3 * nsamples * seqlen * hidden + layer + segment + head);
 }
 
 /**

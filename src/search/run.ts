@@ -22,6 +22,7 @@ import { openDatabase } from '../store/schema.ts';
 import { listRuns, type RunStore } from '../store/store.ts';
 import { WorkerLog } from '../store/workers.ts';
 import { runBaselines } from './baselines.ts';
+import { AllocationCandidates } from './evolve-allocation.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
 import { openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
@@ -176,8 +177,11 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     log(`dense perplexity on ${settings.fitnessData}: ${d0.value.ppl.toFixed(3)} over ${d0.value.tokens} tokens (${d0.seconds.toFixed(2)} s per evaluation); time limit per task ${timeoutS.toFixed(0)} s`);
 
     await runBaselines(runner, store, settings, data, model.tokenizerPath, log);
+    // An allocation search: candidates are allocation expressions, pruning with the run's fixed metric.
+    const allocation = settings.evolveAllocation ? new AllocationCandidates(settings.evolveAllocation, settings.sparsity, data) : null;
+    await allocation?.baselines(runner, store, settings, log);
 
-    const evaluator = new CandidateEvaluator(runner, store, { shortTokens: shortTokens(settings), fullTokens, margin: settings.margin });
+    const evaluator = new CandidateEvaluator(allocation ? allocation.runner(runner) : runner, store, { shortTokens: shortTokens(settings), fullTokens, margin: settings.margin });
     const status = await evolve(store, settings, evaluator, { signal: o.signal, onStep: o.onProgress, secondsBefore, t0 });
     if (status === 'finished') log(`search done: ${store.latestCheckpoint()?.step ?? 0} steps`);
     store.setSeconds(secondsBefore + (performance.now() - t0) / 1000);
@@ -238,7 +242,8 @@ function newSettings(req: Partial<Omit<SearchSettings, 'settings'>> & { settings
     stats: req.stats ?? d.stats,
     seedKnown: req.seedKnown ?? d.seedKnown,
     baselines: req.baselines ?? d.baselines,
-    ...(req.gp ? { gp: req.gp } : {}),
+    ...(req.gp || req.evolveAllocation ? { gp: { ...req.gp, ...(req.evolveAllocation ? { language: 'allocation' as const } : {}) } } : {}),
+    ...(req.evolveAllocation ? { evolveAllocation: req.evolveAllocation } : {}),
     ...(req.allocation && req.allocation.kind !== 'uniform' ? { allocation: req.allocation } : {}),
   };
 }

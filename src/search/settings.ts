@@ -9,6 +9,7 @@ import { parsePattern, patternName } from '../prune/score.ts';
 import { METHOD_NAMES } from '../prune/baselines.ts';
 import { resolveConfig, type GpConfig } from '../gp/config.ts';
 import { checkAllocation, type Allocation } from '../prune/allocation.ts';
+import { checkAllocationSearch, type AllocationSearch } from './evolve-allocation.ts';
 
 export interface SearchSettings {
   /** sha256 of the model file: the run is keyed on the model's bytes, not on where it lies. */
@@ -55,6 +56,8 @@ export interface SearchSettings {
   gp?: GpOptions;
   /** Layer-wise sparsity of every candidate and baseline (OWL's, or an expression's); absent: uniform. */
   allocation?: Allocation;
+  /** Evolve the layer-wise allocation of this fixed metric instead of the metric (evolve-allocation.ts); absent: the metric is evolved. */
+  evolveAllocation?: AllocationSearch;
 }
 
 
@@ -158,7 +161,7 @@ export function splitList(text: string, flag: string): string[] {
 }
 
 /** GP options beyond the settings above; stored with the run (they shape its results). */
-export type GpOptions = Partial<Pick<GpConfig, 'terminals' | 'unaryOps' | 'binaryOps' | 'initDepth' | 'maxDepth' | 'maxSize' | 'sampleSize' | 'topK' | 'crossoverProb' | 'mutationProb' | 'seeds'>>;
+export type GpOptions = Partial<Pick<GpConfig, 'terminals' | 'unaryOps' | 'binaryOps' | 'initDepth' | 'maxDepth' | 'maxSize' | 'sampleSize' | 'topK' | 'crossoverProb' | 'mutationProb' | 'seeds' | 'language'>>;
 
 /**
  * How errors name each setting and the run-level options. The library names them by their
@@ -168,7 +171,7 @@ export type SettingNames = Record<keyof SearchSettings | 'resume' | 'db' | 'work
 
 export const FIELD_NAMES: SettingNames = {
   ...(Object.fromEntries(
-    (['modelSha256', 'sparsity', 'pattern', 'settings', 'mode', 'population', 'batch', 'iterations', 'generations', 'seed', 'fitnessData', 'evalTokens', 'shortFraction', 'margin', 'seqlen', 'calibData', 'nsamples', 'stats', 'seedKnown', 'baselines', 'gp', 'allocation'] as const).map((k) => [k, k]),
+    (['modelSha256', 'sparsity', 'pattern', 'settings', 'mode', 'population', 'batch', 'iterations', 'generations', 'seed', 'fitnessData', 'evalTokens', 'shortFraction', 'margin', 'seqlen', 'calibData', 'nsamples', 'stats', 'seedKnown', 'baselines', 'gp', 'allocation', 'evolveAllocation'] as const).map((k) => [k, k]),
   ) as Record<keyof SearchSettings, string>),
   resume: 'resume',
   db: 'db',
@@ -203,6 +206,8 @@ export function checkSettings(s: SearchSettings, names: SettingNames = FIELD_NAM
     const nm = runSettings(s).find((x) => parsePattern(x.pattern, x.sparsity).kind !== 'unstructured');
     if (nm) throw new InputError(`${n.allocation} ${s.allocation.kind}: needs unstructured sparsity (N:M fixes every block at 50%; setting ${nm.pattern})`);
   }
+  if (s.evolveAllocation) checkAllocationSearch(s.evolveAllocation, s, n);
+  if ((s.gp?.language === 'allocation') !== !!s.evolveAllocation) throw new InputError(`${n.gp}: the allocation language goes with ${n.evolveAllocation} (and only with it)`);
   if (s.gp) resolveConfig({ ...s.gp, populationSize: s.population, mode: s.mode, batchSize: s.batch, seedKnown: s.seedKnown });
 }
 

@@ -33,6 +33,8 @@ export function exportMetric(db: DB, path: string, opts: { rank: number; run?: n
       text =
         JSON.stringify(
           {
+            // An allocation search's individual: what `prune --allocation FILE` (and `--metric FILE`) read.
+            ...(run.config.evolveAllocation ? { kind: 'allocation', ...(run.config.evolveAllocation as object) } : {}),
             infix: toInfix(tree),
             tree: toTreeJson(tree),
             latex: toLatex(tree),

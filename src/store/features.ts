@@ -2,7 +2,7 @@
  * The shape features of a tree that the store keeps as columns (size, depth, count of
  * each terminal and operator), so that correlations with perplexity are plain SQL.
  */
-import type { Tree } from '../search-space/tree.ts';
+import { isAllocationTerminal, type Tree } from '../search-space/tree.ts';
 import { OPERATORS, TERMINALS, type Operator, type Terminal } from './schema.ts';
 import type { TreeFeatures } from './store.ts';
 
@@ -14,7 +14,7 @@ export function treeFeatures(tree: Tree): TreeFeatures {
     size++;
     if ((TERMINALS as readonly string[]).includes(t.op)) terminals[t.op as Terminal]++;
     else if ((OPERATORS as readonly string[]).includes(t.op)) ops[t.op as Operator] = (ops[t.op as Operator] ?? 0) + 1;
-    else throw new Error(`unknown node ${t.op}`);
+    else if (!isAllocationTerminal(t.op)) throw new Error(`unknown node ${t.op}`); // an allocation's per-block terminals have no columns
     let deepest = d;
     for (const a of t.args) deepest = Math.max(deepest, walk(a, d + 1));
     return deepest;

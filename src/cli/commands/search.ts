@@ -10,9 +10,10 @@ import { SEARCH_DEFAULTS, crossSettings, parseSettingsList, settingsFields, spli
 import { resolveModel } from '../../model/load.ts';
 import { progress, type Progress } from '../progress.ts';
 import { calibrationShape } from '../../prune/calibration-windows.ts';
-import { booleanFlag, checkOutputFile, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, numberListFlag, outputFileFlag, stringFlag } from '../validate.ts';
-import { allocationArg, allocationFlags } from './prune.ts';
-import { BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
+import { booleanFlag, checkOutputFile, choiceFlag, checkWorkers, dataFlag, inputFileFlag, intFlag, modelFlag, numberFlag, numberListFlag, outputFileFlag, stringFlag } from '../validate.ts';
+import { allocationArg, allocationFlags, metricFromArg } from './prune.ts';
+import { OWL_DEFAULT_LAMBDA, OWL_DEFAULT_M } from '../../prune/allocation.ts';
+import { ALLOCATION_TERMINALS, BINARY_OPS, TERMINALS, UNARY_OPS, isBinary, isTerminal, isUnary, toInfix, type BinaryOp, type Terminal, type UnaryOp } from '../../search-space/index.ts';
 import type { GpOptions } from '../../search/settings.ts';
 
 interface Args extends DeviceArgs {
@@ -49,6 +50,8 @@ interface Args extends DeviceArgs {
   terminals?: string;
   'owl-m'?: number;
   'owl-lambda'?: number;
+  evolve?: string;
+  metric?: string;
 }
 
 const d = SEARCH_DEFAULTS;
@@ -77,6 +80,7 @@ const FLAGS: SettingNames = {
   baselines: '--baselines',
   gp: 'the GP options',
   allocation: '--allocation',
+  evolveAllocation: '--evolve allocation',
   resume: '--resume',
   db: '--db',
   workers: '--workers',
@@ -159,12 +163,14 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('nsamples', intFlag('nsamples', { min: 1, describe: `calibration windows (default ${d.nsamples})` }))
       .option('stats', inputFileFlag('stats', { describe: 'safetensors file with L.G (and L.X) per layer, e.g. from `symprune stats` or computed elsewhere, instead of computing them' }))
       .option('fitness-data', dataFlag('fitness-data', { describe: `data the perplexity fitness is measured on (default ${d.fitnessData})` }))
-      .option('seed-known', booleanFlag('start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics'))
+      .option('seed-known', booleanFlag("start the population with magnitude, Wanda, GBLM and Pruner-Zero metrics (with --evolve allocation: OWL's, mms(R))"))
+      .option('evolve', choiceFlag('evolve', ['metric', 'allocation'], { describe: 'what the search evolves: the metric (default), or the layer-wise allocation of --metric (expressions over the per-block R, A, M, D)' }))
+      .option('metric', stringFlag('metric', { describe: 'with --evolve allocation: the fixed metric (a file, e.g. from `symprune export`, or an infix expression)' }))
       .option('baselines', stringFlag('baselines', { describe: `comma-separated baselines to evaluate once, or none (default ${METHOD_NAMES.join(',')})` }))
       .option('max-depth', intFlag('max-depth', { min: 1, describe: 'deepest tree allowed (default 8)' }))
       .option('max-size', intFlag('max-size', { min: 1, describe: 'most nodes in a tree (default 32)' }))
       .option('operators', stringFlag('operators', { describe: `comma-separated operators the trees may use (default all: ${[...UNARY_OPS, ...BINARY_OPS].join(',')})` }))
-      .option('terminals', stringFlag('terminals', { describe: `comma-separated terminals (default ${TERMINALS.join(',')})` }))
+      .option('terminals', stringFlag('terminals', { describe: `comma-separated terminals (default ${TERMINALS.join(',')}; with --evolve allocation ${ALLOCATION_TERMINALS.join(',')})` }))
       .option('task-timeout', numberFlag('task-timeout', { min: 0, minExclusive: true, describe: 'seconds per worker task before it counts as timed out (default: 20x a dense evaluation, at least 60)' }))
       .option('queue', stringFlag('queue', { describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' }))
       .option('json', booleanFlag('print one JSON line at the end')) as never,
@@ -193,6 +199,7 @@ export const searchCommand: CommandModule<object, Args> = {
       fitnessData: a['fitness-data'],
       seedKnown: a['seed-known'],
       allocation: a.allocation === undefined || a.allocation === 'uniform' ? undefined : allocationArg(a),
+      evolveAllocation: allocationSearchFromFlags(a),
       baselines: a.baselines === undefined ? undefined : a.baselines === 'none' ? [] : a.baselines.split(',').map((s) => s.trim()),
     };
     for (const k of Object.keys(requested) as (keyof typeof requested)[]) if (requested[k] === undefined) delete requested[k];
@@ -271,6 +278,18 @@ export function settingsFromFlags(a: { sparsity?: number[]; pattern?: string; se
   return { ...(a.sparsity !== undefined || a.settings !== undefined ? { sparsity: one.sparsity } : {}), ...(a.pattern !== undefined || a.settings !== undefined ? { pattern: one.pattern } : {}), settings: null };
 }
 
+/** --evolve allocation with --metric (and --owl-m, --owl-lambda); undefined when the metric is evolved. */
+export function allocationSearchFromFlags(a: { evolve?: string; metric?: string; 'owl-m'?: number; 'owl-lambda'?: number }): SearchSettings['evolveAllocation'] {
+  if (a.evolve !== 'allocation') {
+    if (a.metric !== undefined) throw new InputError('--metric: a fixed metric goes with --evolve allocation');
+    return undefined;
+  }
+  if (a.metric === undefined) throw new InputError('--evolve allocation needs --metric FILE|EXPR (the metric whose allocation is evolved)');
+  const tree = metricFromArg(a.metric).tree;
+  if (!tree) throw new InputError(`--metric ${a.metric}: not a metric expression`);
+  return { metric: toInfix(tree), m: a['owl-m'] ?? OWL_DEFAULT_M, lambda: a['owl-lambda'] ?? OWL_DEFAULT_LAMBDA };
+}
+
 /** The search space from --max-depth, --max-size, --operators, --terminals (undefined: the defaults). */
 export function gpOptionsFromFlags(a: { 'max-depth'?: number; 'max-size'?: number; operators?: string; terminals?: string }): GpOptions | undefined {
   const gp: GpOptions = {};
@@ -288,7 +307,7 @@ export function gpOptionsFromFlags(a: { 'max-depth'?: number; 'max-size'?: numbe
   if (a.terminals !== undefined) {
     const ts = list(a.terminals, '--terminals');
     const bad = ts.find((t) => !isTerminal(t));
-    if (bad) throw new InputError(`--terminals: unknown terminal ${bad}; expected some of ${TERMINALS.join(', ')}`);
+    if (bad) throw new InputError(`--terminals: unknown terminal ${bad}; expected some of ${TERMINALS.join(', ')} (or ${ALLOCATION_TERMINALS.join(', ')} with --evolve allocation)`);
     gp.terminals = ts as Terminal[];
   }
   if (a.operators !== undefined) {

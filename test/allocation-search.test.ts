@@ -1,0 +1,156 @@
+/**
+ * `search --evolve allocation` end to end on a tiny LLaMA built on the fly: the GP evolves
+ * allocation expressions for a fixed metric with real workers and a real SQLite log; a run
+ * SIGKILLed part way and resumed equals an uninterrupted one; `export` writes the best
+ * allocation and `prune` applies it, with the overall sparsity measured from the written
+ * model's zeros and its perplexity equal to the search's fitness.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { buildLlama } from '../src/onnx/llama-builder.ts';
+import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
+import { loadModel, saveModel } from '../src/onnx/model-io.ts';
+import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
+import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
+import { parseAllocationExpr } from '../src/search-space/index.ts';
+import { structuredTokens } from './support/token-stream.ts';
+import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'symprune-alloc-search-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const cfg = { vocabSize: 64, dim: 32, layers: 4, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
+const ready = (async () => {
+  await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 3, 0.2)), join(dir, 'model.onnx'));
+  writeFileSync(join(dir, 'fit.bin'), structuredTokens(4096, 1));
+  writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
+})();
+
+const data = ['--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32'];
+const METRIC = 'mul(W,sqrt(X))';
+const searchArgs = (db: string, extra: string[] = []) => [
+  'search', '--model', dir, ...data, '--seed', '3', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.1', '--sparsity', '0.6', '--seed-known',
+  '--population', '6', '--iterations', '10', '--batch', '2', '--eval-tokens', '2048', '--baselines', 'wanda', '--db', db, '--json', ...extra,
+];
+const cli = (args: string[]) => spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8' });
+
+test('an allocation search runs, logs, resumes, exports; prune applies the export', async () => {
+  await ready;
+  const refDb = join(dir, 'ref.sqlite');
+  const ref = cli(searchArgs(refDb, ['--workers', '1']));
+  assert.equal(ref.status, 0, ref.stderr);
+  const summary = JSON.parse(ref.stdout.trim().split('\n').pop()!);
+  assert.equal(summary.status, 'finished');
+  const log = dump(refDb);
+  assertConsistent(log);
+  const d = new Database(refDb, { readonly: true });
+  const config = JSON.parse((d.prepare('SELECT config FROM runs').pluck().get() as string));
+  d.close();
+  assert.deepEqual(config.evolveAllocation, { metric: METRIC, m: 5, lambda: 0.1 });
+  assert.equal(config.gp.language, 'allocation');
+  // Every individual is an allocation expression; the search found more than its seed.
+  for (const r of log.individuals) parseAllocationExpr(r.infix as string);
+  assert.ok(log.individuals.length >= 10, `${log.individuals.length} individuals`);
+  // Yardsticks: the metric with the uniform allocation is Wanda (same masks, same perplexity);
+  // OWL's seed mms(R) gets exactly the metric+owl baseline's perplexity.
+  const base = Object.fromEntries(log.baselines.map((b) => [b.method, b.ppl as number]));
+  assert.equal(base.metric, base.wanda);
+  const owl = log.individuals.find((r) => r.infix === 'mms(R)')!;
+  assert.equal(owl.fidelity, 'full');
+  assert.equal(owl.fitness, base['metric+owl']);
+  assert.notEqual(base['metric+owl'], base.metric);
+  const fitnesses = new Set(log.individuals.filter((r) => r.invalid === null).map((r) => r.fitness));
+  assert.ok(fitnesses.size >= 3, 'allocations differ in perplexity');
+
+  // Killed once evaluations are committed, resumed: the same search as the uninterrupted one.
+  const db = join(dir, 'killed.sqlite');
+  const child = spawn(process.execPath, ['bin/symprune.mjs', ...searchArgs(db, ['--workers', '1'])], { stdio: 'ignore' });
+  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  after(() => child.kill('SIGKILL'));
+  let killed = false;
+  let ended = false;
+  void exited.then(() => (ended = true));
+  while (!killed && !ended) {
+    await new Promise((r) => setTimeout(r, 25));
+    if (!existsSync(db)) continue;
+    try {
+      const k = new Database(db, { readonly: true });
+      const n = k.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
+      k.close();
+      if (n >= 6) {
+        child.kill('SIGKILL');
+        killed = true;
+      }
+    } catch {
+      // schema not there yet
+    }
+  }
+  await exited;
+  assert.ok(killed, 'the run reached 6 evaluations before it finished');
+  const res = cli(['search', '--db', db, '--resume', '--json', '--workers', '1']);
+  assert.equal(res.status, 0, res.stderr);
+  sameSearch(dump(db), log);
+
+  // export: the best allocation with its metric, lambda and M.
+  const best = join(dir, 'best.json');
+  const ex = cli(['export', '--db', refDb, '--format', 'json', '--out', best]);
+  assert.equal(ex.status, 0, ex.stderr);
+  const file = JSON.parse(readFileSync(best, 'utf8'));
+  const top = [...log.individuals].filter((r) => r.invalid === null).sort((a, b) => (a.fitness as number) - (b.fitness as number) || (a.id as number) - (b.id as number))[0]!;
+  assert.equal(file.kind, 'allocation');
+  assert.equal(file.infix, top.infix);
+  assert.equal(file.metric, METRIC);
+  assert.equal(file.lambda, 0.1);
+  assert.equal(file.fitness.ppl, top.fitness);
+
+  // prune applies it: one-shot statistics as in the search, so the same masks and perplexity.
+  const out = join(dir, 'pruned');
+  const pr = cli(['prune', '--model', dir, '--metric', best, '--allocation', best, '--sparsity', '0.6', '--calibration', 'one-shot', '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--threads', '1', '--out', out, '--json']);
+  assert.equal(pr.status, 0, pr.stderr);
+  const report = JSON.parse(readFileSync(join(out, 'prune.json'), 'utf8'));
+  assert.equal(report.allocation.name, `expr(${top.infix},M=5,λ=0.1)`);
+  const pruned = await loadModel(join(out, 'model.onnx'));
+  const layers = discoverLayers(pruned);
+  let zeros = 0;
+  let total = 0;
+  for (const l of layers) {
+    const w = readLayerWeight(pruned, l);
+    for (const v of w) if (v === 0) zeros++;
+    total += w.length;
+  }
+  const maxLoss = Math.max(...layers.map((l) => 1 / l.in));
+  assert.ok(zeros / total <= 0.6 + 1e-12 && zeros / total > 0.6 - maxLoss, `overall sparsity ${zeros / total}`);
+  const ev = await PerplexityEvaluator.create(pruned, { threads: 1 });
+  const p = await ev.evaluate(Int32Array.from(structuredTokens(4096, 1)), { seqlen: 32, maxTokens: 2048 });
+  await ev.release();
+  assert.ok(Math.abs(p.ppl - (top.fitness as number)) < 1e-4 * p.ppl, `prune ${p.ppl} vs search ${top.fitness}`);
+});
+
+test('bad allocation searches: one line, exit 2, no database', async () => {
+  await ready;
+  const db = join(dir, 'never.sqlite');
+  const base = ['search', '--model', dir, ...data, '--population', '4', '--iterations', '2', '--db', db];
+  const cases: [string[], RegExp][] = [
+    [['--evolve', 'allocation'], /--evolve allocation needs --metric/],
+    [['--metric', 'W'], /--metric: a fixed metric goes with --evolve allocation/],
+    [['--evolve', 'allocation', '--metric', 'mul(W,R)'], /--metric mul\(W,R\): .*R, a per-block statistic/],
+    [['--evolve', 'allocation', '--metric', 'W', '--allocation', 'owl'], /the allocation is what is evolved; leave out --allocation/],
+    [['--evolve', 'allocation', '--metric', 'W', '--terminals', 'R,W'], /allocation terminals must be a non-empty subset of R, A, M, D/],
+    [['--evolve', 'allocation', '--metric', 'W', '--sparsity', '0.9'], /--sparsity 0.9 with --owl-lambda 0.08: a block may move up to 2·lambda/],
+    [['--evolve', 'allocation', '--metric', 'W', '--pattern', '2:4'], /needs --pattern unstructured/],
+    [['--evolve', 'allocations', '--metric', 'W'], /--evolve/],
+  ];
+  for (const [extra, re] of cases) {
+    const r = cli([...base, ...extra]);
+    const lines = r.stderr.split('\n').filter(Boolean);
+    assert.equal(r.status, 2, `${extra.join(' ')}: ${r.stderr}`);
+    assert.equal(lines.length, 1, `${extra.join(' ')}: ${r.stderr}`);
+    assert.match(lines[0]!, /^symprune: /);
+    assert.match(lines[0]!, re, extra.join(' '));
+    assert.equal(existsSync(db), false, `${extra.join(' ')} created the database`);
+  }
+});

@@ -9,7 +9,8 @@
  *  - prune --method wanda --calibration sequential --nsamples 16 --seqlen 256;
  *  - prune --method sparsegpt (same data; by default at the smallest depth only: its
  *    Cholesky factors of 5632-wide Hessians run in JavaScript);
- *  - stats (same data; needs G, i.e. the whole model's gradients);
+ *  - stats (same data; G by the whole model's gradient graph within the default memory
+ *    budget, block by block beyond it);
  *  - eval of the pruned float32 ONNX output (over 4 GiB at 22 blocks).
  *
  * Every model command gets --max-memory 1G so it runs block by block whatever the

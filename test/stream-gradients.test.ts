@@ -22,6 +22,7 @@ import { scratchGradientKey, streamedGradientNorms, streamedGradientNormsToScrat
 import { ScratchFloats } from '../src/prune/scratch-floats.ts';
 import { discoverLayers } from '../src/prune/discover.ts';
 import { resolveModel } from '../src/model/load.ts';
+import { denseGradients } from '../src/prune/prune-model.ts';
 import { openModelSource } from '../src/model/source.ts';
 import { livelyWeights, makeCheckpoint } from './support/hf-checkpoint.ts';
 
@@ -64,8 +65,8 @@ for (const [label, c] of [
     assert.equal(new Set(layers.map((l) => l.block)).size, 3);
     const windows = windowsOf(4, 9, c.vocabSize, label);
     const whole = await computeGradientNorms(model, layers, windows, { threads: 1 });
-    let steps = 0;
-    const streamed = await streamedGradientNorms(memorySource(model), layers, windows, { threads: 1, onProgress: () => steps++ });
+    const steps: Array<[number, number]> = [];
+    const streamed = await streamedGradientNorms(memorySource(model), layers, windows, { threads: 1, onProgress: (d, t) => steps.push([d, t]) });
     assertSameG(streamed, whole);
     // The same with G and the blocks' hidden states parked in a scratch file.
     const scratch = ScratchFloats.open();
@@ -78,8 +79,9 @@ for (const [label, c] of [
     } finally {
       scratch.close();
     }
-    // forward through the 3 blocks' prelude and blocks, backward through the tail and 3 blocks, per window
-    assert.equal(steps, (1 + 3 + 1 + 3) * windows.length);
+    // Progress: forward through the prelude and 3 blocks, backward through the tail and 3 blocks, per window.
+    const total = (1 + 3 + 1 + 3) * windows.length;
+    assert.deepEqual(steps, Array.from({ length: total }, (_, i) => [i + 1, total]));
   });
 }
 
@@ -114,4 +116,17 @@ test('streamed G of a Hugging Face folder read tensor by tensor equals the whole
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('denseGradients (search, baselines) goes block by block when the whole gradient graph exceeds its budget', async () => {
+  const model = buildLlama(cfg, livelyWeights(cfg, 5));
+  const layers = discoverLayers(model);
+  const windows = windowsOf(2, 8, cfg.vocabSize, 'dense');
+  const totals = new Set<number>();
+  const whole = await denseGradients(model, layers, windows, { threads: 1, onBatch: (_, t) => totals.add(t) });
+  assert.deepEqual([...totals], [2]); // one whole-model run per window
+  totals.clear();
+  const streamed = await denseGradients(model, layers, windows, { threads: 1, maxMemory: 1, onBatch: (_, t) => totals.add(t) });
+  assert.deepEqual([...totals], [(1 + 3 + 1 + 3) * 2]); // forward through prelude and blocks, backward through tail and blocks
+  assertSameG(streamed, whole);
 });

@@ -114,7 +114,7 @@ async function gradientPass(source: WeightSource, layers: PrunableLayer[], windo
   const producer = new Map<string, number>();
   for (const s of plan.segments) for (const o of s.outputs) producer.set(o, s.index);
   const specs = plan.segments.filter((s) => s.index >= lowest);
-  const total = (plan.blocks + specs.length) * windows.length;
+  const total = (plan.segments.length - 1 + specs.length) * windows.length;
   let done = 0;
   const tick = () => opts.onProgress?.(++done, total);
 

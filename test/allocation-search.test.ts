@@ -15,11 +15,11 @@ import Database from 'better-sqlite3';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { loadModel, saveModel } from '../src/onnx/model-io.ts';
-import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { parseAllocationExpr } from '../src/search-space/index.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+import { assertOverallSparsity } from './support/zeros.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-alloc-search-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -114,16 +114,7 @@ test('an allocation search runs, logs, resumes, exports; prune applies the expor
   const report = JSON.parse(readFileSync(join(out, 'prune.json'), 'utf8'));
   assert.equal(report.allocation.name, `expr(${top.infix},M=5,λ=0.1)`);
   const pruned = await loadModel(join(out, 'model.onnx'));
-  const layers = discoverLayers(pruned);
-  let zeros = 0;
-  let total = 0;
-  for (const l of layers) {
-    const w = readLayerWeight(pruned, l);
-    for (const v of w) if (v === 0) zeros++;
-    total += w.length;
-  }
-  const maxLoss = Math.max(...layers.map((l) => 1 / l.in));
-  assert.ok(zeros / total <= 0.6 + 1e-12 && zeros / total > 0.6 - maxLoss, `overall sparsity ${zeros / total}`);
+  assertOverallSparsity(pruned, 0.6, 'the pruned model written by prune');
   const ev = await PerplexityEvaluator.create(pruned, { threads: 1 });
   const p = await ev.evaluate(Int32Array.from(structuredTokens(4096, 1)), { seqlen: 32, maxTokens: 2048 });
   await ev.release();

@@ -9,6 +9,7 @@ import { parsePattern, patternName } from '../prune/score.ts';
 import { METHOD_NAMES } from '../prune/baselines.ts';
 import { resolveConfig, type GpConfig } from '../gp/config.ts';
 import { checkAllocation, type Allocation } from '../prune/allocation.ts';
+import { stableJson } from '../store/store.ts';
 import { checkAllocationSearch, type AllocationSearch } from './evolve-allocation.ts';
 
 export interface SearchSettings {
@@ -245,8 +246,9 @@ export function settingDiffs(stored: Record<string, unknown>, requested: Partial
   const out: string[] = [];
   for (const k of Object.keys(requested) as (keyof SearchSettings)[]) {
     if (!(k in requested) || requested[k] === undefined) continue;
-    const a = JSON.stringify(stored[k] ?? null);
-    const b = JSON.stringify(requested[k] ?? null);
+    // Key order aside: the stored configuration comes back with sorted keys.
+    const a = stableJson(stored[k] ?? null);
+    const b = stableJson(requested[k] ?? null);
     if (a !== b) out.push(`${names[k] ?? k} ${fmt(requested[k])} (the run has ${fmt(stored[k])})`);
   }
   return out;

@@ -145,3 +145,27 @@ test('bad allocation searches: one line, exit 2, no database', async () => {
     assert.equal(existsSync(db), false, `${extra.join(' ')} created the database`);
   }
 });
+
+test('search --allocation EXPR: a metric search masks its baselines with the expression allocation', async () => {
+  await ready;
+  const db = join(dir, 'fixed.sqlite');
+  const expr = 'add(mms(R),neg(D))';
+  const r = cli(['search', '--model', dir, ...data, '--seed', '5', '--population', '2', '--iterations', '0', '--batch', '2', '--workers', '1', '--eval-tokens', '1024', '--baselines', 'wanda', '--sparsity', '0.6', '--allocation', expr, '--owl-lambda', '0.1', '--db', db, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const d = new Database(db, { readonly: true });
+  const base = d.prepare(`SELECT ppl FROM baselines WHERE method = 'wanda'`).pluck().get() as number;
+  const config = JSON.parse(d.prepare('SELECT config FROM runs').pluck().get() as string);
+  d.close();
+  assert.deepEqual(config.allocation, { kind: 'expr', expr, m: 5, lambda: 0.1 });
+  // The same pruning by `prune` (one-shot statistics, as the search's), evaluated on the fitness tokens.
+  const out = join(dir, 'fixed-pruned');
+  const pr = cli(['prune', '--model', dir, '--method', 'wanda', '--allocation', expr, '--owl-lambda', '0.1', '--sparsity', '0.6', '--calibration', 'one-shot', '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--threads', '1', '--out', out, '--json']);
+  assert.equal(pr.status, 0, pr.stderr);
+  const blocks = JSON.parse(readFileSync(join(out, 'prune.json'), 'utf8')).allocation.blocks as { sparsity: number }[];
+  assert.ok(new Set(blocks.map((b) => b.sparsity.toFixed(6))).size > 1, 'the blocks differ in sparsity');
+  const pruned = await loadModel(join(out, 'model.onnx'));
+  const ev = await PerplexityEvaluator.create(pruned, { threads: 1 });
+  const p = await ev.evaluate(Int32Array.from(structuredTokens(4096, 1)), { seqlen: 32, maxTokens: 1024 });
+  await ev.release();
+  assert.ok(Math.abs(base - p.ppl) < 1e-4 * p.ppl, `search baseline ${base} vs prune ${p.ppl}`);
+});

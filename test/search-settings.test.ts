@@ -14,6 +14,9 @@ import { InputError } from '../src/errors.ts';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
+import Database from 'better-sqlite3';
+import { openDatabase, SCHEMA_VERSION } from '../src/store/schema.ts';
+import { RunStore } from '../src/store/store.ts';
 import { CliRunner, assertRefusal } from './support/cli-runner.ts';
 import { snapshot } from './support/fs-snapshot.ts';
 import { structuredTokens } from './support/token-stream.ts';
@@ -94,5 +97,34 @@ test('bad settings: one line, exit 2, no file made', async () => {
     const argv = [...common, ...extra];
     assertRefusal(await runner.run(argv), argv, re);
     assert.equal(snapshot(dir), before, `${extra.join(' ')} left files behind`);
+  }
+});
+
+test('an old database (the committed reference run) migrates: every evaluation gets its run\'s setting and masks, the fitness helpers answer as before', () => {
+  const file = path.join(dir, 'old.sqlite');
+  fs.copyFileSync('runs/reference/search.sqlite', file);
+  // What the helpers computed before the migration, by their old SQL on the untouched file.
+  const raw = new Database(file, { readonly: true });
+  const oldBestBefore = raw.prepare(`SELECT MIN(e.ppl) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual WHERE e.run = 1 AND e.fidelity = 'short' AND e.status = 'ok' AND i.step < 40`).pluck().get();
+  const oldRatio = raw
+    .prepare(`SELECT s.ppl AS short, f.ppl AS full FROM evaluations s JOIN evaluations f ON f.run = s.run AND f.individual = s.individual AND f.fidelity = 'full' AND f.status = 'ok' WHERE s.run = 1 AND s.fidelity = 'short' AND s.status = 'ok' ORDER BY s.ppl, s.individual LIMIT 1`)
+    .get();
+  const oldRows = raw.prepare('SELECT id, individual, fidelity, ppl, status, reused_from FROM evaluations ORDER BY id').all();
+  raw.close();
+
+  const db = openDatabase(file);
+  try {
+    assert.equal(db.prepare('SELECT MAX(version) FROM schema_version').pluck().get(), SCHEMA_VERSION);
+    assert.deepEqual(db.prepare('SELECT id, individual, fidelity, ppl, status, reused_from FROM evaluations ORDER BY id').all(), oldRows);
+    assert.deepEqual(db.prepare('SELECT DISTINCT setting FROM evaluations').pluck().all(), ['0.5:unstructured']);
+    assert.equal(db.prepare('SELECT COUNT(*) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual WHERE e.fingerprint IS NOT i.fingerprint').pluck().get(), 0);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+    const store = RunStore.open(db, 1);
+    assert.deepEqual(store.settings, [settingLabel({ sparsity: 0.5, pattern: 'unstructured' })]);
+    assert.equal(store.bestShortPplBefore(40), oldBestBefore);
+    assert.deepEqual(store.bestShortWithFull(), oldRatio);
+    assert.equal(store.evaluation(1, 'short')!.setting, '0.5:unstructured');
+  } finally {
+    db.close();
   }
 });

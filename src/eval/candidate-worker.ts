@@ -53,6 +53,15 @@ export interface LoadedJob {
   pattern: Pattern;
   /** Sparsity of each layer (a layer-wise allocation such as OWL's); absent: `sparsity` everywhere. */
   layerSparsity?: number[];
+  /** A search over several settings: each one's sparsity, pattern and layer sparsity (tasks name one by index); absent: the one above. */
+  settings?: MaskSetting[];
+}
+
+/** What masks are made at: a sparsity and pattern, and optionally a sparsity per layer. */
+export interface MaskSetting {
+  sparsity: number;
+  pattern: Pattern;
+  layerSparsity?: number[];
 }
 
 /**
@@ -65,9 +74,9 @@ export interface LoadedJob {
 export type WorkerFault = { counter: Int32Array; at: number; kind: 'crash' | 'hang' | 'overtime' };
 
 export type WorkerTask = (
-  | { kind: 'mask'; tree: Tree; layerSparsity?: number[] }
-  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number; layerSparsity?: number[] }
-  | { kind: 'method'; name: string; seed?: number; maxTokens: number }
+  | { kind: 'mask'; tree: Tree; setting?: number; layerSparsity?: number[] }
+  | { kind: 'ppl'; tree: Tree; fingerprint: string; maxTokens: number; setting?: number; layerSparsity?: number[] }
+  | { kind: 'method'; name: string; seed?: number; maxTokens: number; setting?: number }
   | { kind: 'weights'; weights: Record<string, Float32Array>; maxTokens: number }
   | { kind: 'dense'; maxTokens: number }
 ) & {
@@ -134,7 +143,6 @@ export class CandidateWorker {
   /** Pruned-weight buffers, one per layer, reused across tasks. */
   private readonly pruned: Map<string, Float32Array>;
   private readonly scratch = new ScoreScratch();
-  private readonly spec: MaskSpec;
   /** Masks by fingerprint, oldest first. */
   private readonly cache = new Map<string, Masks>();
 
@@ -148,7 +156,14 @@ export class CandidateWorker {
   ) {
     this.layout = maskLayout(job.layers);
     this.pruned = new Map(job.layers.map((l) => [l.initializer, new Float32Array(l.out * l.in)]));
-    this.spec = { sparsity: job.sparsity, pattern: job.pattern, grouping: 'row' };
+  }
+
+  /** The setting a task names (its index among the job's settings), or the job's one setting. */
+  private setting(index: number | undefined): MaskSetting {
+    if (index === undefined) return this.job;
+    const s = this.job.settings?.[index];
+    if (!s) throw new Error(`setting ${index}: this job has ${this.job.settings?.length ?? 1} setting(s)`);
+    return s;
   }
 
   static async create(job: LoadedJob, opts: { id: number; threads?: number; fault?: WorkerFault | null }): Promise<CandidateWorker> {
@@ -177,18 +192,18 @@ export class CandidateWorker {
     const secs = (): number => (performance.now() - t0) / 1000;
     switch (task.kind) {
       case 'mask': {
-        const m = this.treeMasks(task.tree, task.layerSparsity);
+        const m = this.treeMasks(task.tree, this.setting(task.setting), task.layerSparsity);
         return { fingerprint: m.fingerprint, nanCount: m.nanCount, allNaN: m.allNaN, worker: this.id, seconds: secs() };
       }
       case 'ppl': {
-        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree, task.layerSparsity);
+        const m = this.cache.get(task.fingerprint) ?? this.treeMasks(task.tree, this.setting(task.setting), task.layerSparsity);
         if (m.fingerprint !== task.fingerprint) throw new Error(`the tree's masks here have fingerprint ${m.fingerprint}, not ${task.fingerprint}: this worker's data differ from the coordinator's`);
         return { ...(await this.ppl(this.prunedWeights(m.bits), task.maxTokens, deadline)), fingerprint: m.fingerprint, seconds: secs() };
       }
       case 'method': {
         const method = baselineMethod(task.name, { seed: task.seed });
         if (method.kind !== 'score' || !method.score) throw new Error(`method ${task.name} is not a scoring method; send its weights`);
-        const m = this.masks((arrays, l) => method.score!(arrays, { name: l.name, scratch: this.scratch }), method.grouping);
+        const m = this.masks((arrays, l) => method.score!(arrays, { name: l.name, scratch: this.scratch }), method.grouping, this.setting(task.setting));
         const r = await this.ppl(this.prunedWeights(m.bits), task.maxTokens, deadline);
         return { ...r, fingerprint: m.fingerprint, seconds: secs() };
       }
@@ -203,12 +218,12 @@ export class CandidateWorker {
   }
 
   /** A tree's masks, computed once and kept under their fingerprint. */
-  private treeMasks(tree: Tree, layerSparsity?: number[]): Masks {
+  private treeMasks(tree: Tree, setting: MaskSetting, layerSparsity?: number[]): Masks {
     const problem = validateTree(tree);
     if (problem) throw new Error(`invalid tree: ${problem}`);
     if (layerSparsity && layerSparsity.length !== this.job.layers.length) throw new Error(`the task has ${layerSparsity.length} layer sparsities for ${this.job.layers.length} layers`);
     const kernel = compileTree(tree);
-    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row', layerSparsity);
+    const m = this.masks((arrays) => scoreLayer(kernel, arrays, this.scratch), 'row', layerSparsity ? { ...setting, layerSparsity } : setting);
     this.cache.delete(m.fingerprint);
     this.cache.set(m.fingerprint, m);
     if (this.cache.size > MASK_CACHE) this.cache.delete(this.cache.keys().next().value!);
@@ -216,14 +231,15 @@ export class CandidateWorker {
   }
 
   /** Score and mask every layer. */
-  private masks(score: (layer: LayerArrays, l: WorkerLayer) => Float32Array, grouping: 'row' | 'layer', layerSparsity = this.job.layerSparsity): Masks {
+  private masks(score: (layer: LayerArrays, l: WorkerLayer) => Float32Array, grouping: 'row' | 'layer', setting: MaskSetting): Masks {
+    const spec: MaskSpec = { sparsity: setting.sparsity, pattern: setting.pattern, grouping };
     const bits = new Uint8Array(this.layout.bytes);
     const hash = createHash('sha256');
     let nanCount = 0;
     let allNaN: string | null = null;
     this.job.layers.forEach((l, i) => {
       const scores = score({ rows: l.out, cols: l.in, weight: l.weight, X: l.X, G: l.G }, l);
-      const res = maskScores(scores, l.out, l.in, { ...this.spec, grouping, sparsity: layerSparsity?.[i] ?? this.spec.sparsity });
+      const res = maskScores(scores, l.out, l.in, { ...spec, sparsity: setting.layerSparsity?.[i] ?? spec.sparsity });
       nanCount += res.nanCount;
       if (res.nanCount === l.out * l.in && allNaN === null) allNaN = l.name;
       const dst = bits.subarray(this.layout.offsets[i]!, this.layout.offsets[i]! + Math.ceil((l.out * l.in) / 8));

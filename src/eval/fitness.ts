@@ -24,12 +24,22 @@
  *     candidate never overtakes the best. Failures (error, timeout, worker crash) and
  *     invalid trees have fitness +Infinity.
  *
+ * A run over several settings (sparsity and pattern pairs) measures every candidate at each:
+ * a candidate's perplexity at a budget is then the geometric mean over the settings, and the
+ * steps above apply to it unchanged (one decision per candidate: the full budget at every
+ * setting when the short geometric mean is within the margin of the best). Its fingerprint
+ * is the hash of its masks' fingerprints at all settings, so two candidates are the same only
+ * when their masks are equal everywhere; a candidate whose masks at one setting equal those
+ * of an individual from an earlier step takes that setting's perplexity from it.
+ *
  * This module knows nothing of the GP engine: the search glues the two together.
  */
+import { createHash } from 'node:crypto';
 import { toPrunerZeroJson } from '../search-space/print.ts';
 import type { Tree } from '../search-space/tree.ts';
 import { treeFeatures } from '../store/features.ts';
 import type { EvaluationRow, Fidelity, RunStore } from '../store/store.ts';
+import { geometricMean } from '../store/setting.ts';
 import type { TaskOutcome, TaskRunner } from './task-runner.ts';
 import type { MaskReply, PplReply, WorkerTask } from './worker.ts';
 
@@ -77,34 +87,53 @@ export interface FitnessCounters {
   maskDuplicates: number;
   /** Evaluations found already in the database (a batch replayed after resume). */
   replayed: number;
+  /** Perplexities at one setting taken from an earlier individual with the same masks there (runs of several settings). */
+  settingReuses: number;
 }
 
 type MaskFailure = Exclude<TaskOutcome<MaskReply>, { status: 'ok' }>;
 
+/** A candidate's masks: their fingerprint at each setting, and the candidate's fingerprint over all of them. */
+interface MaskSet {
+  fingerprint: string;
+  perSetting: string[];
+}
+
+/** The fingerprint over all settings: a setting's own when there is one, so a run of one setting is unchanged. */
+function combinedFingerprint(perSetting: string[]): string {
+  return perSetting.length === 1 ? perSetting[0]! : createHash('sha256').update(perSetting.join('\n')).digest('hex').slice(0, 32);
+}
+
+/** An evaluation whose perplexity counts (paid, or taken from equal masks). */
+const usable = (e: EvaluationRow | undefined): e is EvaluationRow & { ppl: number } => !!e && (e.status === 'ok' || e.status === 'reused') && e.ppl !== null;
+
 export class CandidateEvaluator {
-  readonly counters: FitnessCounters = { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0 };
+  readonly counters: FitnessCounters = { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0, settingReuses: 0 };
   /** Mask fingerprints of candidates fingerprinted in the current step, by canonical hash. */
-  private readonly masks = new Map<string, MaskReply>();
+  private readonly masks = new Map<string, MaskSet>();
   private readonly maskFailures = new Map<string, MaskFailure>();
+  /** The run's settings by name (tasks name them by index); one for most runs. */
+  private readonly settings: readonly string[];
 
   constructor(
     private readonly runner: TaskRunner,
     private readonly store: RunStore,
     readonly opts: FitnessOptions,
-  ) {}
+  ) {
+    this.settings = store.settings;
+  }
 
-  /** The GP engine's fingerprint hook: the hash of the candidate's masks over all layers. */
+  /** The GP engine's fingerprint hook: the hash of the candidate's masks over all layers (and settings). */
   async fingerprint(tree: Tree, meta: { infix: string; hash: string }, step: number): Promise<string | { invalid: string }> {
-    const out = await this.runner.run<MaskReply>({ kind: 'mask', tree, key: `mask/${meta.hash}` } satisfies WorkerTask);
-    this.counters.masks++;
-    if (out.status === 'error') return { invalid: out.error }; // the tree cannot be scored
-    if (out.status !== 'ok') {
+    const out = await this.computeMasks(tree, meta.hash);
+    if ('status' in out) {
+      if (out.status === 'error') return { invalid: out.error }; // the tree cannot be scored
       // The worker died or hung: let the candidate through so the failure is recorded as its evaluation.
       this.maskFailures.set(meta.hash, out);
       return `failed:${meta.hash}`;
     }
-    const m = out.value;
-    if (m.allNaN !== null) return { invalid: `scores are NaN for every weight of ${m.allNaN}` };
+    if (out.allNaN !== null) return { invalid: `scores are NaN for every weight of ${out.allNaN}` };
+    const m = out.masks;
     const seen = this.store.firstWithFingerprint(m.fingerprint, meta.hash);
     const pendingDup = [...this.masks.entries()].some(([h, x]) => h !== meta.hash && x.fingerprint === m.fingerprint);
     if (seen !== undefined || pendingDup) {
@@ -114,6 +143,20 @@ export class CandidateEvaluator {
       this.masks.set(meta.hash, m);
     }
     return m.fingerprint;
+  }
+
+  /** The candidate's masks at every setting (one worker task each), or the first failure. */
+  private async computeMasks(tree: Tree, hash: string): Promise<{ masks: MaskSet; allNaN: string | null } | MaskFailure> {
+    const several = this.settings.length > 1;
+    const outs = await Promise.all(
+      this.settings.map((_, i) => this.runner.run<MaskReply>({ kind: 'mask', tree, ...(several ? { setting: i } : {}), key: several ? `mask/${hash}/${i}` : `mask/${hash}` } satisfies WorkerTask)),
+    );
+    this.counters.masks += outs.length;
+    const failure = outs.find((o) => o.status === 'error') ?? outs.find((o) => o.status !== 'ok');
+    if (failure && failure.status !== 'ok') return failure;
+    const replies = outs.map((o) => (o as { value: MaskReply }).value);
+    const perSetting = replies.map((r) => r.fingerprint);
+    return { masks: { fingerprint: combinedFingerprint(perSetting), perSetting }, allNaN: replies.find((r) => r.allNaN !== null)?.allNaN ?? null };
   }
 
   /** The GP engine's evaluator: fitness of a batch, in batch order (lower is better). */
@@ -154,11 +197,10 @@ export class CandidateEvaluator {
     // Masks for candidates that were not fingerprinted in this process (no hook, or replay).
     await Promise.all(
       paying.map(async (c) => {
-        if (this.masks.has(c.hash) || (this.store.evaluation(c.id, 'short') && !this.needsFull(c.id, bestBefore))) return;
-        const out = await this.runner.run<MaskReply>({ kind: 'mask', tree: c.tree, key: `mask/${c.hash}` } satisfies WorkerTask);
-        this.counters.masks++;
-        if (out.status === 'ok') this.masks.set(c.hash, out.value);
-        else this.maskFailures.set(c.hash, out);
+        if (this.masks.has(c.hash) || (this.hasAll(c.id, 'short') && !this.needsFull(c.id, bestBefore))) return;
+        const out = await this.computeMasks(c.tree, c.hash);
+        if ('status' in out) this.maskFailures.set(c.hash, out);
+        else this.masks.set(c.hash, out.masks);
       }),
     );
     const live = paying.filter((c) => {
@@ -171,14 +213,16 @@ export class CandidateEvaluator {
     for (const c of live) {
       const fp = this.masks.get(c.hash)?.fingerprint ?? c.fingerprint;
       const prior = fp ? this.store.sameMask(fp, c.id) : undefined;
-      if (prior && prior.id < c.id && !this.store.evaluation(c.id, 'short')) results.set(c.id, this.reuse(c.id, prior.id));
+      if (prior && prior.id < c.id && !this.hasAny(c.id, 'short')) results.set(c.id, this.reuse(c.id, prior.id));
       else toPay.push(c);
     }
     // Short budget, then the full budget for those near the best so far, each candidate on its own.
+    // Several settings: each setting of a candidate runs at once.
+    const atEvery = (c: Candidate, fidelity: Fidelity, tokens: number): Promise<unknown> => Promise.all(this.settings.map((_, i) => this.ppl(c, fidelity, tokens, i, step)));
     await Promise.all(
       toPay.map(async (c) => {
-        await this.ppl(c, 'short', this.opts.shortTokens);
-        if (this.needsFull(c.id, bestBefore)) await this.ppl(c, 'full', this.opts.fullTokens);
+        await atEvery(c, 'short', this.opts.shortTokens);
+        if (this.needsFull(c.id, bestBefore)) await atEvery(c, 'full', this.opts.fullTokens);
       }),
     );
     const ratio = this.fullShortRatio();
@@ -237,25 +281,54 @@ export class CandidateEvaluator {
     return { fitness: Infinity, invalid: why };
   }
 
-  private needsFull(id: number, bestBefore: number): boolean {
-    if (this.store.evaluation(id, 'full')) return false;
-    const s = this.store.evaluation(id, 'short');
-    return s?.status === 'ok' && s.ppl !== null && s.ppl <= bestBefore * (1 + this.opts.margin);
+  private hasAll(id: number, fidelity: Fidelity): boolean {
+    return this.settings.every((l) => this.store.evaluation(id, fidelity, l));
   }
 
-  private async ppl(c: Candidate, fidelity: Fidelity, maxTokens: number): Promise<void> {
-    if (this.store.evaluation(c.id, fidelity)) {
+  private hasAny(id: number, fidelity: Fidelity): boolean {
+    return this.settings.some((l) => this.store.evaluation(id, fidelity, l));
+  }
+
+  /** A candidate's perplexity at a budget over all settings (their geometric mean); null unless every setting has one. */
+  private combinedPpl(id: number, fidelity: Fidelity): number | null {
+    const xs: number[] = [];
+    for (const l of this.settings) {
+      const e = this.store.evaluation(id, fidelity, l);
+      if (!usable(e)) return null;
+      xs.push(e.ppl);
+    }
+    return geometricMean(xs);
+  }
+
+  private needsFull(id: number, bestBefore: number): boolean {
+    if (this.hasAll(id, 'full')) return false;
+    const short = this.combinedPpl(id, 'short');
+    return short !== null && short <= bestBefore * (1 + this.opts.margin);
+  }
+
+  /** A candidate's perplexity at one setting and budget: found (replay), taken from equal masks of an earlier step, or paid. */
+  private async ppl(c: Candidate, fidelity: Fidelity, maxTokens: number, i: number, step: number): Promise<void> {
+    const setting = this.settings[i]!;
+    if (this.store.evaluation(c.id, fidelity, setting)) {
       this.counters.replayed++;
       return;
     }
-    const { fingerprint } = this.masks.get(c.hash)!;
-    const out = await this.runner.run<PplReply>({ kind: 'ppl', tree: c.tree, fingerprint, maxTokens, key: `${c.id}/${fidelity}/${fingerprint}` } satisfies WorkerTask);
+    const fingerprint = this.masks.get(c.hash)!.perSetting[i]!;
+    const several = this.settings.length > 1;
+    const prior = several ? this.store.priorEvaluation(setting, fingerprint, fidelity, step) : undefined;
+    if (prior) {
+      this.counters.settingReuses++;
+      this.store.addEvaluation({ individual: c.id, setting, fidelity, tokens: prior.tokens, ppl: prior.ppl, seconds: 0, worker: null, status: 'reused', reusedFrom: prior.reusedFrom ?? prior.id, fingerprint });
+      return;
+    }
+    const key = several ? `${c.id}/${fidelity}/${i}/${fingerprint}` : `${c.id}/${fidelity}/${fingerprint}`;
+    const out = await this.runner.run<PplReply>({ kind: 'ppl', tree: c.tree, fingerprint, maxTokens, ...(several ? { setting: i } : {}), key } satisfies WorkerTask);
     if (out.status === 'ok') {
       this.counters[fidelity]++;
-      this.store.addEvaluation({ individual: c.id, fidelity, tokens: out.value.tokens, ppl: out.value.ppl, seconds: out.seconds, worker: out.value.worker, status: 'ok' });
+      this.store.addEvaluation({ individual: c.id, setting, fidelity, tokens: out.value.tokens, ppl: out.value.ppl, seconds: out.seconds, worker: out.value.worker, status: 'ok', fingerprint });
     } else {
       this.counters.failed++;
-      this.store.addEvaluation({ individual: c.id, fidelity, tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: out.error });
+      this.store.addEvaluation({ individual: c.id, setting, fidelity, tokens: 0, ppl: null, seconds: out.seconds, worker: null, status: out.status, error: out.error, fingerprint });
     }
   }
 
@@ -271,11 +344,18 @@ export class CandidateEvaluator {
   }
 
   private fitnessOf(id: number, ratio: number): { value: number; fidelity: Fidelity | null; why?: string } {
-    const full = this.store.evaluation(id, 'full');
-    if (full) return full.status === 'ok' ? { value: full.ppl!, fidelity: 'full' } : { value: Infinity, fidelity: null, why: `${full.status} at the full budget: ${full.error}` };
-    const short = this.store.evaluation(id, 'short');
-    if (short?.status === 'ok') return { value: short.ppl! * ratio, fidelity: 'short' };
-    return { value: Infinity, fidelity: null, why: short ? `${short.status} at the short budget: ${short.error}` : 'not evaluated' };
+    const at = (fidelity: Fidelity): { ppl: number | null; failed?: EvaluationRow; setting?: string } | null => {
+      const rows = this.settings.map((l) => [l, this.store.evaluation(id, fidelity, l)] as const);
+      if (!rows.some(([, e]) => e)) return null;
+      const bad = rows.find(([, e]) => !usable(e));
+      return bad ? { ppl: null, failed: bad[1], setting: bad[0] } : { ppl: this.combinedPpl(id, fidelity) };
+    };
+    const where = (setting: string | undefined): string => (this.settings.length > 1 ? ` (setting ${setting})` : '');
+    const full = at('full');
+    if (full) return full.ppl !== null ? { value: full.ppl, fidelity: 'full' } : { value: Infinity, fidelity: null, why: full.failed ? `${full.failed.status} at the full budget${where(full.setting)}: ${full.failed.error}` : `not evaluated at the full budget${where(full.setting)}` };
+    const short = at('short');
+    if (short?.ppl != null) return { value: short.ppl * ratio, fidelity: 'short' };
+    return { value: Infinity, fidelity: null, why: short?.failed ? `${short.failed.status} at the short budget${where(short.setting)}: ${short.failed.error}` : 'not evaluated' };
   }
 
   /** Take the perplexities and fitness of an individual with the same masks. */
@@ -290,20 +370,23 @@ export class CandidateEvaluator {
   }
 
   private copyEvaluations(id: number, from: number): void {
-    for (const fid of ['short', 'full'] as const) {
-      const e: EvaluationRow | undefined = this.store.evaluation(from, fid);
-      if (!e || this.store.evaluation(id, fid)) continue;
-      this.store.addEvaluation({
-        individual: id,
-        fidelity: fid,
-        tokens: e.tokens,
-        ppl: e.ppl,
-        seconds: 0,
-        worker: null,
-        status: 'reused',
-        error: e.status === 'ok' || e.status === 'reused' ? null : `reused a ${e.status}`,
-        reusedFrom: e.reusedFrom ?? e.id,
-      });
-    }
+    for (const setting of this.settings)
+      for (const fid of ['short', 'full'] as const) {
+        const e: EvaluationRow | undefined = this.store.evaluation(from, fid, setting);
+        if (!e || this.store.evaluation(id, fid, setting)) continue;
+        this.store.addEvaluation({
+          individual: id,
+          setting,
+          fidelity: fid,
+          tokens: e.tokens,
+          ppl: e.ppl,
+          seconds: 0,
+          worker: null,
+          status: 'reused',
+          error: e.status === 'ok' || e.status === 'reused' ? null : `reused a ${e.status}`,
+          reusedFrom: e.reusedFrom ?? e.id,
+          fingerprint: e.fingerprint,
+        });
+      }
   }
 }

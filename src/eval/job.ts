@@ -28,6 +28,15 @@ export interface JobSpec {
   pattern: string;
   /** Sparsity of each layer under the run's allocation (OWL); absent: uniform. */
   layerSparsity?: number[];
+  /** A search over several settings: each one (tasks name one by index); absent: the one above. */
+  settings?: SettingSpec[];
+}
+
+/** One setting of a job, as JSON. */
+export interface SettingSpec {
+  sparsity: number;
+  pattern: string;
+  layerSparsity?: number[];
 }
 
 /** The worker cannot satisfy a job (a file it cannot find, or data that hash differently): retrying elsewhere is the fix, not retrying here. */
@@ -153,7 +162,7 @@ export function workerInit(
   layers: PrunableLayer[],
   stats: { G: Map<string, Float32Array>; X: Map<string, Float32Array> },
   tokens: Int32Array,
-  s: { seqlen: number; sparsity: number; pattern: string; layerSparsity?: number[] },
+  s: { seqlen: number; sparsity: number; pattern: string; layerSparsity?: number[]; settings?: SettingSpec[] },
   threads?: number,
 ): WorkerInit {
   const bytes = encodeModel(model);
@@ -176,6 +185,7 @@ export function workerInit(
     sparsity: s.sparsity,
     pattern: parsePattern(s.pattern, s.sparsity),
     ...(s.layerSparsity ? { layerSparsity: s.layerSparsity } : {}),
+    ...(s.settings ? { settings: s.settings.map((x) => ({ sparsity: x.sparsity, pattern: parsePattern(x.pattern, x.sparsity), ...(x.layerSparsity ? { layerSparsity: x.layerSparsity } : {}) })) } : {}),
     threads,
   };
 }

@@ -166,6 +166,8 @@ export class QueueRunner implements TaskRunner {
   private async lookAtWorkers(): Promise<void> {
     try {
       const [clients, active] = await Promise.all([this.queue.getWorkers(), this.queue.getJobs(['active'])]);
+      // A Redis without CLIENT LIST (some hosted ones) gives no list: states stay as job results left them.
+      if (clients.some((c) => c.rawname === undefined)) return;
       // A named worker's connection is `<prefix>:<queue>:w:<name>`; unnamed ones (none of ours) are left out.
       const names = clients.map((c) => String(c.rawname ?? '')).filter((n) => n.includes(':w:')).map((n) => n.slice(n.indexOf(':w:') + 3));
       const busy = active.map((j) => j.processedBy).filter((n): n is string => !!n);

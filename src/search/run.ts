@@ -20,6 +20,7 @@ import type { TaskRunner } from '../eval/task-runner.ts';
 import type { PplReply, WorkerTask } from '../eval/worker.ts';
 import { openDatabase } from '../store/schema.ts';
 import { listRuns, type RunStore } from '../store/store.ts';
+import { baselines } from '../store/queries.ts';
 import { WorkerLog } from '../store/workers.ts';
 import { runBaselines } from './baselines.ts';
 import { AllocationCandidates } from './evolve-allocation.ts';
@@ -79,7 +80,10 @@ export interface SearchSummary {
   evaluations: { short: number; full: number; reused: number; maskDuplicates: number; failed: number };
   /** Perplexity evaluations this session paid, and those it found done (replay). */
   session: FitnessCounters;
+  /** As the fitness is measured: for a run of several settings, each method's geometric mean over them. */
   baselines: { method: string; ppl: number | null }[];
+  /** The run's settings by name (`0.5:unstructured`, `2:4`); with two or more, perplexities are geometric means over them. */
+  settings: string[];
   seconds: number;
 }
 
@@ -113,7 +117,6 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const requested: Partial<Omit<SearchSettings, 'settings'>> & { settings?: Setting[] | null } = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   if (full) checkSettings(full, names); // the whole configuration, before the database is created
-  if (full?.settings) throw new InputError(`${names.settings}: a search over several settings is not available yet; give one setting`); // lifted when the robust fitness lands
   // One writer per database: the lock is held from before the run is looked up until the end.
   // Only the lock holder may remove a database it created (never another writer's).
   const madeDirs = makeDirs(dirname(resolve(o.db)));
@@ -266,8 +269,9 @@ function summarize(store: RunStore, db: string, status: 'finished' | 'interrupte
       maskDuplicates: store.maskDuplicateCount(),
       failed: n((r) => r.status === 'error' || r.status === 'timeout' || r.status === 'crash'),
     },
-    session: counters ?? { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0 },
-    baselines: store.baselines().map((b) => ({ method: b.method, ppl: b.ppl })),
+    session: counters ?? { masks: 0, short: 0, full: 0, failed: 0, maskDuplicates: 0, replayed: 0, settingReuses: 0 },
+    baselines: baselines(store.db, store.runId).map((b) => ({ method: b.method, ppl: b.ppl })),
+    settings: store.settings,
     seconds: ms / 1000,
   };
 }

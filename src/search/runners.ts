@@ -4,7 +4,7 @@ import { fileSha256, type JobSpec } from '../eval/job.ts';
 import { QueueRunner, redisConnection, type WorkerWatch } from '../eval/queue.ts';
 import type { TaskOutcome, TaskRunner } from '../eval/task-runner.ts';
 import type { WorkerInit, WorkerTask } from '../eval/worker.ts';
-import type { PreparedData } from './setup.ts';
+import { settingSpecs, type PreparedData } from './setup.ts';
 import type { SearchSettings } from './settings.ts';
 
 /** What a runner is started for: the run's prepared data and settings. */
@@ -53,6 +53,7 @@ export async function jobSpec(job: RunnerJob): Promise<JobSpec> {
     sparsity: s.sparsity,
     pattern: s.pattern,
     ...(job.data.workerInit.layerSparsity ? { layerSparsity: job.data.workerInit.layerSparsity } : {}),
+    ...(job.data.settings.length > 1 ? { settings: settingSpecs(job.data.settings) } : {}),
   };
 }
 

@@ -21,8 +21,8 @@ import { loadTokens } from '../data/dataset.ts';
 import { openDatabase, type DB } from '../store/schema.ts';
 import { configHash, listRuns, RunStore, stableJson, type RunRow } from '../store/store.ts';
 import type { WorkerInit } from '../eval/worker.ts';
-import { fileSha256, readStats, tokensSha256, workerInit } from '../eval/job.ts';
-import { checkSettings, FIELD_NAMES, settingDiffs, type SearchSettings, type SettingNames } from './settings.ts';
+import { fileSha256, readStats, tokensSha256, workerInit, type SettingSpec } from '../eval/job.ts';
+import { checkSettings, FIELD_NAMES, runSettings, settingDiffs, settingLabel, type SearchSettings, type Setting, type SettingNames } from './settings.ts';
 
 export { tokensSha256 };
 
@@ -104,12 +104,24 @@ export interface PreparedData {
   tokens: Int32Array;
   windows: Int32Array[];
   workerInit: WorkerInit;
-  /** Sparsity per decoder block under the run's allocation (uniform: empty). */
+  /** Sparsity per decoder block under the run's allocation (uniform: empty), at the first setting. */
   blockSparsity: Map<number, number>;
+  /** Every setting of the run, in order, with its allocation. */
+  settings: PreparedSetting[];
   statsFile: string;
   statsCached: boolean;
   statsSeconds: number;
   hashes: DataHashes;
+}
+
+/** A setting of the run, ready for masking: its name, its pattern parsed, its layer-wise allocation. */
+export interface PreparedSetting extends Setting {
+  label: string;
+  patternSpec: Pattern;
+  /** Sparsity per decoder block (uniform: empty). */
+  blockSparsity: Map<number, number>;
+  /** Sparsity per prunable layer (uniform: absent). */
+  layerSparsity?: number[];
 }
 
 /**
@@ -137,9 +149,11 @@ export async function prepareData(
   if (maxPositions !== undefined && s.seqlen > maxPositions) throw new InputError(`${(opts.names ?? FIELD_NAMES).seqlen} ${s.seqlen}: the model has ${maxPositions} positions; use at most ${maxPositions}`);
   const layers = prunableLayers(model);
   const pattern = parsePattern(s.pattern, s.sparsity);
-  if (pattern.kind === 'nm') {
-    const bad = layers.find((l) => l.in % pattern.m !== 0);
-    if (bad) throw new InputError(`${(opts.names ?? FIELD_NAMES).pattern} ${s.pattern}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${pattern.m}`);
+  for (const x of runSettings(s)) {
+    const p = parsePattern(x.pattern, x.sparsity);
+    if (p.kind !== 'nm') continue;
+    const bad = layers.find((l) => l.in % p.m !== 0);
+    if (bad) throw new InputError(`${(opts.names ?? FIELD_NAMES)[s.settings ? 'settings' : 'pattern']} ${x.pattern}: layer ${bad.name} has ${bad.in} inputs, not a multiple of ${p.m}`);
   }
   const vocabSize = modelVocabSize(model);
   const tokens = await loadTokens(s.fitnessData, { tokenizerPath: paths.tokenizerPath, vocabSize });
@@ -172,14 +186,24 @@ export async function prepareData(
   const statsFile = cached ? source! : cacheFile;
   const statsSeconds = (performance.now() - t0) / 1000;
 
-  // The allocation (OWL's or an expression's) from the dense weights and X, once; every candidate and baseline is masked with it.
-  const blockSparsity =
-    s.allocation && s.allocation.kind !== 'uniform'
-      ? layerAllocation(s.allocation, layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, s.sparsity).sparsity
-      : new Map<number, number>();
-  const layerSparsity = blockSparsity.size ? layerSparsities(layers, blockSparsity, s.sparsity) : undefined;
-  const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity });
-  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity, statsFile, statsCached: cached, statsSeconds, hashes };
+  // The allocation (OWL's or an expression's) from the dense weights and X, once per setting; every candidate and baseline is masked with it.
+  const settings = runSettings(s).map((x): PreparedSetting => {
+    const blockSparsity =
+      s.allocation && s.allocation.kind !== 'uniform'
+        ? layerAllocation(s.allocation, layers, (l) => readLayerWeight(model, l), (l) => X.get(l.name)!, x.sparsity).sparsity
+        : new Map<number, number>();
+    const layerSparsity = blockSparsity.size ? layerSparsities(layers, blockSparsity, x.sparsity) : undefined;
+    return { ...x, label: settingLabel(x), patternSpec: parsePattern(x.pattern, x.sparsity), blockSparsity, ...(layerSparsity ? { layerSparsity } : {}) };
+  });
+  const first = settings[0]!;
+  const several = settings.length > 1 ? { settings: settingSpecs(settings) } : {};
+  const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity: first.layerSparsity, ...several });
+  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity: first.blockSparsity, settings, statsFile, statsCached: cached, statsSeconds, hashes };
+}
+
+/** The settings as a job names them (JSON for workers anywhere). */
+export function settingSpecs(settings: PreparedSetting[]): SettingSpec[] {
+  return settings.map((x) => ({ sparsity: x.sparsity, pattern: x.pattern, ...(x.layerSparsity ? { layerSparsity: x.layerSparsity } : {}) }));
 }
 
 /** sha256 of the fitness token ids and of a user's statistics file: what a run stores and a resume compares. */

@@ -6,6 +6,7 @@
 import { parseMetric } from '../search-space/parse.ts';
 import { toInfix, toLatex, toPrunerZeroJson, toTreeJson } from '../search-space/print.ts';
 import type { DB } from './schema.ts';
+import { runSettingLabels } from './setting.ts';
 import { baselines, individualAtRank, pickRun, type RankedIndividual } from './queries.ts';
 import { extname } from 'node:path';
 import { paretoFront, type ParetoPoint } from './pareto.ts';
@@ -53,6 +54,8 @@ export function exportMetric(db: DB, path: string, opts: { rank: number; run?: n
               seed: run.seed,
               sparsity: run.config.sparsity ?? null,
               pattern: run.config.pattern ?? null,
+              // A run over several settings: its fitness (ppl above) is the geometric mean over these.
+              ...(Array.isArray(run.config.settings) ? { settings: runSettingLabels(run.config) } : {}),
               model: run.modelPath,
               modelSha256: run.modelSha256,
             },

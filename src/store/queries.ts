@@ -4,6 +4,15 @@
 import { InputError } from '../errors.ts';
 import { OPERATORS, TERMINALS, type DB } from './schema.ts';
 import { getRun, listRuns, type BaselineInput, type ProgressInput, type RunRow } from './store.ts';
+import { geometricMean, runSettingLabels, settingLabelOf } from './setting.ts';
+
+/** SQL: the geometric mean of a column over a group (one value exactly as it is), as geometricMean. */
+const geoSql = (x: string): string => `CASE WHEN COUNT(${x}) = 1 THEN MAX(${x}) ELSE EXP(AVG(LN(${x}))) END`;
+
+/** How many settings the run has (a candidate's perplexity at a budget combines that many evaluations). */
+function settingCount(db: DB, run: number): number {
+  return runSettingLabels(getRun(db, run)?.config ?? {}).length;
+}
 
 /** The run a report is about: the given id, or the only/latest run in the file. */
 export function pickRun(db: DB, path: string, id?: number): RunRow {
@@ -44,8 +53,8 @@ export function leaderboard(db: DB, run: number, k: number): RankedIndividual[] 
     .prepare(
       `WITH ev AS (
          SELECT individual,
-                MAX(CASE WHEN fidelity = 'short' THEN ppl END) AS short_ppl,
-                MAX(CASE WHEN fidelity = 'full' THEN ppl END) AS full_ppl
+                ${geoSql("CASE WHEN fidelity = 'short' THEN ppl END")} AS short_ppl,
+                ${geoSql("CASE WHEN fidelity = 'full' THEN ppl END")} AS full_ppl
          FROM evaluations WHERE run = @run GROUP BY individual),
        firsts AS (
          SELECT i.*, ROW_NUMBER() OVER (PARTITION BY COALESCE(i.fingerprint, 'id:' || i.id) ORDER BY i.id) AS nth,
@@ -84,7 +93,40 @@ export function curve(db: DB, run: number): CurvePoint[] {
   return db.prepare(`SELECT step, evaluations, individuals, best, median, elapsed FROM progress WHERE run = ? ORDER BY step`).all(run) as CurvePoint[];
 }
 
+/**
+ * The baselines as a candidate's fitness is measured: for a run of several settings, each
+ * method's geometric mean over them (pattern `geomean`, sparsity their mean), so they compare
+ * with the fitness like for like; the dense model as it is. Per setting: baselineRows.
+ */
 export function baselines(db: DB, run: number): BaselineInput[] {
+  const rows = baselineRows(db, run);
+  const config = getRun(db, run)?.config ?? {};
+  const labels = runSettingLabels(config);
+  if (labels.length === 1) return rows;
+  const list = config.settings as { sparsity: number }[];
+  const meanSparsity = list.reduce((a, x) => a + x.sparsity, 0) / list.length;
+  const methods = [...new Set(rows.filter((b) => b.method !== 'dense').map((b) => b.method))];
+  const combined = methods.map((method): BaselineInput => {
+    const at = labels.map((l) => rows.find((b) => b.method === method && b.sparsity !== 0 && settingLabelOf(b.sparsity, b.pattern) === l));
+    const missing = labels.find((_, i) => !at[i] || at[i]!.ppl === null);
+    const got = at.filter((b): b is BaselineInput => !!b);
+    return {
+      method,
+      pattern: 'geomean',
+      sparsity: meanSparsity,
+      split: got[0]!.split,
+      tokens: got.reduce((a, b) => a + b.tokens, 0),
+      ppl: missing === undefined ? geometricMean(got.map((b) => b.ppl!)) : null,
+      seconds: got.reduce((a, b) => a + b.seconds, 0),
+      error: missing === undefined ? null : `at ${missing}: ${at[labels.indexOf(missing)]?.error ?? 'not measured'}`,
+    };
+  });
+  const byPpl = (a: BaselineInput, b: BaselineInput): number => Number(a.ppl === null) - Number(b.ppl === null) || (a.ppl ?? 0) - (b.ppl ?? 0) || (a.method < b.method ? -1 : a.method > b.method ? 1 : 0);
+  return [...rows.filter((b) => b.method === 'dense'), ...combined].sort(byPpl);
+}
+
+/** Every baseline row of a run: each method at each setting, and the dense model. */
+export function baselineRows(db: DB, run: number): BaselineInput[] {
   return db
     .prepare(`SELECT method, pattern, sparsity, split, tokens, ppl, seconds, error FROM baselines WHERE run = ? ORDER BY ppl IS NULL, ppl, method`)
     .all(run) as BaselineInput[];
@@ -111,11 +153,14 @@ export function featureRows(db: DB, run: number): FeatureRow[] {
   const cols = ['size', 'depth', ...TERMINALS.map((t) => `n_${t}`), ...OPERATORS.map((o) => `n_${o}`)];
   const rows = db
     .prepare(
-      `SELECT i.id, e.ppl, ${cols.map((c) => `i.${c}`).join(', ')}
-       FROM individuals i JOIN evaluations e ON e.run = i.run AND e.individual = i.id AND e.fidelity = 'short'
-       WHERE i.run = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') ORDER BY i.id`,
+      `WITH e AS (
+         SELECT individual, ${geoSql('ppl')} AS ppl, COUNT(*) AS n FROM evaluations
+         WHERE run = @run AND fidelity = 'short' AND ppl IS NOT NULL AND status IN ('ok', 'reused') GROUP BY individual)
+       SELECT i.id, e.ppl, ${cols.map((c) => `i.${c}`).join(', ')}
+       FROM individuals i JOIN e ON e.individual = i.id
+       WHERE i.run = @run AND e.n = @k ORDER BY i.id`,
     )
-    .all(run) as Record<string, number>[];
+    .all({ run, k: settingCount(db, run) }) as Record<string, number>[];
   return rows
     .filter((r) => Number.isFinite(r.ppl))
     .map((r) => {
@@ -129,15 +174,16 @@ export function featureRows(db: DB, run: number): FeatureRow[] {
 
 /** Individuals evaluated at both budgets: how well the short budget predicts the full one. */
 export function fidelityPairs(db: DB, run: number): { id: number; short: number; full: number }[] {
+  const per = (fidelity: string): string =>
+    `SELECT individual, ${geoSql('ppl')} AS ppl, COUNT(*) AS n FROM evaluations WHERE run = @run AND fidelity = '${fidelity}' AND status = 'ok' AND ppl IS NOT NULL GROUP BY individual`;
   return db
     .prepare(
       `SELECT s.individual AS id, s.ppl AS short, f.ppl AS full
-       FROM evaluations s JOIN evaluations f ON f.run = s.run AND f.individual = s.individual AND f.fidelity = 'full'
-       WHERE s.run = ? AND s.fidelity = 'short' AND s.ppl IS NOT NULL AND f.ppl IS NOT NULL
-         AND s.status = 'ok' AND f.status = 'ok'
+       FROM (${per('short')}) s JOIN (${per('full')}) f ON f.individual = s.individual
+       WHERE s.n = @k AND f.n = @k
        ORDER BY s.individual`,
     )
-    .all(run) as { id: number; short: number; full: number }[];
+    .all({ run, k: settingCount(db, run) }) as { id: number; short: number; full: number }[];
 }
 
 export interface EvaluationCounts {
@@ -147,6 +193,8 @@ export interface EvaluationCounts {
   paid: { short: number; full: number };
   /** Individuals that took the fitness of an equivalent one (same canonical form or masks): no perplexity run. */
   reused: number;
+  /** Runs of several settings: perplexities at one setting taken from an earlier individual with equal masks there (the candidate paid the others). */
+  settingReuses?: number;
   /** Candidate trees dropped because their masks equalled an evaluated individual's (each saved a perplexity run). */
   maskDuplicates: number;
   failed: { error: number; timeout: number; crash: number };
@@ -161,14 +209,19 @@ export function evaluationCounts(db: DB, run: number): EvaluationCounts {
     individuals: one(`SELECT COUNT(*) FROM individuals WHERE run = ?`),
     invalid: one(`SELECT COUNT(*) FROM individuals WHERE run = ? AND invalid IS NOT NULL`),
     paid: { short: 0, full: 0 },
-    reused: 0,
+    // An individual took another's fitness when all its short evaluations are reused (one for a run of one setting).
+    reused: one(`SELECT COUNT(*) FROM (SELECT individual FROM evaluations WHERE run = ? AND fidelity = 'short' GROUP BY individual HAVING SUM(status = 'reused') = COUNT(*))`),
     maskDuplicates: one(`SELECT COUNT(*) FROM mask_duplicates WHERE run = ?`),
     failed: { error: 0, timeout: 0, crash: 0 },
     seconds: r.seconds,
   };
+  if (settingCount(db, run) > 1)
+    out.settingReuses = one(
+      `SELECT COUNT(*) FROM evaluations e WHERE e.run = ? AND e.status = 'reused' AND EXISTS (SELECT 1 FROM evaluations p WHERE p.run = e.run AND p.individual = e.individual AND p.status != 'reused')`,
+    );
   for (const b of by) {
     if (b.status === 'ok') out.paid[b.fidelity] += b.n;
-    else if (b.status === 'reused') out.reused += b.fidelity === 'short' ? b.n : 0;
+    else if (b.status === 'reused') continue;
     else out.failed[b.status as 'error' | 'timeout' | 'crash'] += b.n;
   }
   return out;

@@ -6,7 +6,8 @@
  */
 import type { DB } from './schema.ts';
 import { kendallTauB, spearman, type Correlation } from './correlation.ts';
-import { baselines, curve, evaluationCounts, featureRows, FEATURES, fidelityPairs, leaderboard, pickRun, type CurvePoint, type EvaluationCounts, type RankedIndividual } from './queries.ts';
+import { runSettingLabels, settingLabelOf } from './setting.ts';
+import { baselineRows, baselines, curve, evaluationCounts, featureRows, FEATURES, fidelityPairs, leaderboard, pickRun, type CurvePoint, type EvaluationCounts, type RankedIndividual } from './queries.ts';
 import type { BaselineInput, RunRow } from './store.ts';
 import { linePlotScene, sceneSvg, type Scene } from './plot-svg.ts';
 import { scenePng } from './plot-png.ts';
@@ -35,6 +36,8 @@ export interface Report {
     fidelity: { spearman: Correlation; kendall: Correlation } | null;
   };
   principles: string[];
+  /** A run over several settings: their names, and each baseline at each (`baselines` holds their geometric means). */
+  settings?: { labels: string[]; baselines: BaselineInput[] };
 }
 
 /** Significance threshold for a principle: strict, since ~25 features are tested at once. */
@@ -83,6 +86,8 @@ export function buildReport(db: DB, path: string, opts: { run?: number; top?: nu
     correlations: { features, fidelity },
     principles: [],
   };
+  const labels = runSettingLabels(run.config);
+  if (labels.length > 1) report.settings = { labels, baselines: baselineRows(db, run.id) };
   report.principles = principles(report, rows);
   return report;
 }
@@ -201,16 +206,26 @@ export function formatReport(r: Report): string {
   const c = r.counts;
   L.push(`run ${r.run.id} in ${r.db}: ${r.run.status}, seed ${r.run.seed}, ${(r.run.seconds / 60).toFixed(1)} min, model ${r.run.modelPath}`);
   L.push(
-    `${c.individuals} individuals (${c.invalid} invalid), perplexity runs paid: ${c.paid.short} short + ${c.paid.full} full; not paid: ${c.maskDuplicates} candidates with the masks of an evaluated one, ${c.reused} shared fitnesses; failures: ${c.failed.error} error, ${c.failed.timeout} timeout, ${c.failed.crash} crash`,
+    `${c.individuals} individuals (${c.invalid} invalid), perplexity runs paid: ${c.paid.short} short + ${c.paid.full} full; not paid: ${c.maskDuplicates} candidates with the masks of an evaluated one, ${c.reused} shared fitnesses${c.settingReuses !== undefined ? `, ${c.settingReuses} perplexities at one setting with the masks of an evaluated one` : ''}; failures: ${c.failed.error} error, ${c.failed.timeout} timeout, ${c.failed.crash} crash`,
   );
   L.push('');
-  L.push(`leaderboard (perplexity on ${String(r.run.config.fitnessData ?? 'the fitness data')} at the full budget; * = estimated from the short budget)`);
+  const over = r.settings ? `, the geometric mean over the settings ${r.settings.labels.join(', ')}` : '';
+  L.push(`leaderboard (perplexity on ${String(r.run.config.fitnessData ?? 'the fitness data')} at the full budget${over}; * = estimated from the short budget)`);
   L.push(`${pad('rank', 5)}${pad('ppl', 10)}${pad('short', 10)}${pad('id', 6)}metric`);
   for (const b of r.leaderboard) L.push(`${pad(String(b.rank), 5)}${pad(num(b.fullPpl ?? b.fitness) + (b.fullPpl === null ? '*' : ''), 10)}${pad(num(b.shortPpl), 10)}${pad(String(b.id), 6)}${b.infix}`);
   if (r.baselines.length) {
     L.push('');
     L.push('baselines (same settings)');
     for (const b of r.baselines) L.push(`     ${pad(num(b.ppl), 10)}${pad('', 16)}${b.method}${b.error ? ` (${b.error})` : ''}`);
+  }
+  if (r.settings) {
+    L.push('');
+    L.push('baselines at each setting');
+    L.push(`${pad('method', 14)}${r.settings.labels.map((l) => pad(l, 18)).join('')}`);
+    for (const method of [...new Set(r.settings.baselines.filter((b) => b.method !== 'dense').map((b) => b.method))]) {
+      const at = (l: string): BaselineInput | undefined => r.settings!.baselines.find((b) => b.method === method && b.sparsity !== 0 && settingLabelOf(b.sparsity, b.pattern) === l);
+      L.push(`${pad(method, 14)}${r.settings.labels.map((l) => pad(num(at(l)?.ppl), 18)).join('')}`);
+    }
   }
   if (r.pareto.length) {
     L.push('');

@@ -19,6 +19,16 @@ export { TERMINALS, type Terminal };
 
 const opColumns = OPERATORS.map((op) => `  n_${op} INTEGER NOT NULL DEFAULT 0`).join(',\n');
 
+/**
+ * A run's one setting as stored in its configuration, named as settingLabelOf names it
+ * (`0.5:unstructured`, `2:4`): SQL over the configuration's JSON, for the migration.
+ */
+function settingLabelSql(config: string): string {
+  const pattern = `lower(trim(COALESCE(json_extract(${config}, '$.pattern'), 'unstructured')))`;
+  const sparsity = `json_extract(${config}, '$.sparsity')`;
+  return `CASE WHEN ${pattern} = 'unstructured' THEN (CASE WHEN ${sparsity} IS NULL THEN 'unstructured' ELSE CAST(${sparsity} AS TEXT) || ':unstructured' END) ELSE replace(${pattern}, ' ', '') END`;
+}
+
 /** Migrations in order; migration i brings the schema from version i to i+1. Never edit one that has shipped. */
 export const MIGRATIONS: string[] = [
   `
@@ -153,6 +163,40 @@ CREATE TABLE workers (
   PRIMARY KEY (run, worker)
 );
 `,
+  // 3: each evaluation records the setting (sparsity and pattern) it was made at and the
+  // fingerprint of the masks it measured, so a search over several settings keeps one row per
+  // setting and reuses a setting's perplexity when masks repeat there. Old rows get their
+  // run's one setting (the label settingLabelOf gives) and their individual's fingerprint.
+  `
+CREATE TABLE evaluations_v3 (
+  id INTEGER PRIMARY KEY,
+  run INTEGER NOT NULL,
+  individual INTEGER NOT NULL,
+  setting TEXT NOT NULL,             -- 0.5:unstructured, 2:4, ...: the setting the masks were made at
+  fidelity TEXT NOT NULL CHECK (fidelity IN ('short', 'full')),
+  tokens INTEGER NOT NULL,
+  ppl REAL,
+  seconds REAL NOT NULL DEFAULT 0,
+  worker INTEGER,
+  status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'timeout', 'crash', 'reused')),
+  error TEXT,
+  reused_from INTEGER REFERENCES evaluations_v3(id),
+  fingerprint TEXT,                  -- hash of the masks this perplexity is of (NULL when masking failed)
+  created TEXT NOT NULL,
+  FOREIGN KEY (run, individual) REFERENCES individuals(run, id) ON DELETE CASCADE,
+  UNIQUE (run, individual, setting, fidelity)
+);
+INSERT INTO evaluations_v3 (id, run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created)
+SELECT e.id, e.run, e.individual,
+       ${settingLabelSql('r.config')},
+       e.fidelity, e.tokens, e.ppl, e.seconds, e.worker, e.status, e.error, e.reused_from,
+       (SELECT i.fingerprint FROM individuals i WHERE i.run = e.run AND i.id = e.individual),
+       e.created
+FROM evaluations e JOIN runs r ON r.id = e.run ORDER BY e.id;
+DROP TABLE evaluations;
+ALTER TABLE evaluations_v3 RENAME TO evaluations;
+CREATE INDEX evaluations_setting_fingerprint ON evaluations (run, setting, fingerprint);
+`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -249,8 +293,9 @@ function migrate(path: string, db: DB, readonly: boolean): void {
   if (v > SCHEMA_VERSION) throw new InputError(`${path}: made by a newer symprune (schema ${v}, this one reads up to ${SCHEMA_VERSION})`);
   if (v === SCHEMA_VERSION) return;
   if (readonly && v === 0) throw new InputError(`${path}: not a symprune database (it holds no tables)`);
-  // Read-only, an older file is read as it is: later migrations only add tables, and their
-  // readers look for them (hasTable).
+  // Read-only, an older file is read as it is: later migrations add tables, whose readers look
+  // for them (hasTable), and columns only the search's writer uses (evaluations' setting and
+  // fingerprint: a file without them holds runs of one setting, which readers need not name).
   if (readonly) return;
   for (let i = v; i < SCHEMA_VERSION; i++) {
     db.transaction(() => {

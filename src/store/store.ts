@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { InputError } from '../errors.ts';
 import { OPERATORS, TERMINALS, type DB, type Operator, type Terminal } from './schema.ts';
+import { geometricMean, runSettingLabels } from './setting.ts';
 
 export type RunStatus = 'running' | 'finished' | 'failed' | 'interrupted';
 export type Fidelity = 'short' | 'full';
@@ -62,6 +63,8 @@ export interface IndividualInput {
 
 export interface EvaluationInput {
   individual: number;
+  /** The setting's name (settingLabelOf); default: the run's first setting. */
+  setting?: string;
   fidelity: Fidelity;
   tokens: number;
   ppl: number | null;
@@ -70,6 +73,8 @@ export interface EvaluationInput {
   status: EvalStatus;
   error?: string | null;
   reusedFrom?: number | null;
+  /** Hash of the masks measured (at this setting). */
+  fingerprint?: string | null;
 }
 
 export interface EvaluationRow extends Required<EvaluationInput> {
@@ -148,6 +153,7 @@ function toEval(r: Record<string, unknown>): EvaluationRow {
   return {
     id: r.id as number,
     individual: r.individual as number,
+    setting: r.setting as string,
     fidelity: r.fidelity as Fidelity,
     tokens: r.tokens as number,
     ppl: (r.ppl as number | null) ?? null,
@@ -156,6 +162,7 @@ function toEval(r: Record<string, unknown>): EvaluationRow {
     status: r.status as EvalStatus,
     error: (r.error as string | null) ?? null,
     reusedFrom: (r.reused_from as number | null) ?? null,
+    fingerprint: (r.fingerprint as string | null) ?? null,
   };
 }
 
@@ -165,11 +172,26 @@ const indCols = ['run', 'id', 'infix', 'canonical', 'tree', 'hash', 'size', 'dep
 export class RunStore {
   readonly db: DB;
   readonly runId: number;
+  /** The run's settings by name, in order (one for most runs). */
+  readonly settings: string[];
   private st: Record<string, import('better-sqlite3').Statement>;
+  /** Statements over evaluations' setting and fingerprint, prepared on first use (a run can be created in a file not yet migrated). */
+  private readonly evalSql = {
+    insEval: `INSERT INTO evaluations (run, individual, setting, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, fingerprint, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    getEval: `SELECT * FROM evaluations WHERE run = ? AND individual = ? AND fidelity = ? AND setting = ?`,
+    priorEval: `SELECT e.* FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
+      WHERE e.run = ? AND e.setting = ? AND e.fingerprint = ? AND e.fidelity = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') AND i.step < ?
+      ORDER BY e.id LIMIT 1`,
+  };
+
+  private evalStatement(name: keyof RunStore['evalSql']): import('better-sqlite3').Statement {
+    return (this.st[name] ??= this.db.prepare(this.evalSql[name]));
+  }
 
   private constructor(db: DB, runId: number) {
     this.db = db;
     this.runId = runId;
+    this.settings = runSettingLabels(getRun(db, runId)!.config);
     this.st = {
       // A second write of the same individual (its step completing, or a replay after resume)
       // fills in what the first did not know; a different tree under the same id is refused below.
@@ -185,10 +207,6 @@ export class RunStore {
       setFp: db.prepare(`UPDATE individuals SET fingerprint = ? WHERE run = ? AND id = ?`),
       setInvalid: db.prepare(`UPDATE individuals SET invalid = ?, fitness = ? WHERE run = ? AND id = ?`),
       setFit: db.prepare(`UPDATE individuals SET fitness = ?, fidelity = ? WHERE run = ? AND id = ?`),
-      insEval: db.prepare(
-        `INSERT INTO evaluations (run, individual, fidelity, tokens, ppl, seconds, worker, status, error, reused_from, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      getEval: db.prepare(`SELECT * FROM evaluations WHERE run = ? AND individual = ? AND fidelity = ?`),
       byFp: db.prepare(
         `SELECT id, fitness, fidelity FROM individuals WHERE run = ? AND fingerprint = ? AND fitness IS NOT NULL AND id != ? ORDER BY id LIMIT 1`,
       ),
@@ -285,9 +303,10 @@ export class RunStore {
 
   /** Record a finished evaluation; returns its id. */
   addEvaluation(e: EvaluationInput): number {
-    const r = this.st.insEval!.run(
+    const r = this.evalStatement('insEval').run(
       this.runId,
       e.individual,
+      e.setting ?? this.settings[0]!,
       e.fidelity,
       e.tokens,
       e.ppl,
@@ -296,14 +315,21 @@ export class RunStore {
       e.status,
       e.error ?? null,
       e.reusedFrom ?? null,
+      e.fingerprint ?? null,
       now(),
     );
     return Number(r.lastInsertRowid);
   }
 
-  /** The evaluation already recorded for an individual at a fidelity, if any (resume looks here first). */
-  evaluation(individual: number, fidelity: Fidelity): EvaluationRow | undefined {
-    const r = this.st.getEval!.get(this.runId, individual, fidelity) as Record<string, unknown> | undefined;
+  /** The evaluation already recorded for an individual at a fidelity and setting (default the first), if any (resume looks here first). */
+  evaluation(individual: number, fidelity: Fidelity, setting = this.settings[0]!): EvaluationRow | undefined {
+    const r = this.evalStatement('getEval').get(this.runId, individual, fidelity, setting) as Record<string, unknown> | undefined;
+    return r && toEval(r);
+  }
+
+  /** The first usable evaluation of these masks at this setting and fidelity by an individual made before `step`. */
+  priorEvaluation(setting: string, fingerprint: string, fidelity: Fidelity, step: number): EvaluationRow | undefined {
+    const r = this.evalStatement('priorEval').get(this.runId, setting, fingerprint, fidelity, step) as Record<string, unknown> | undefined;
     return r && toEval(r);
   }
 
@@ -379,27 +405,44 @@ export class RunStore {
       | undefined;
   }
 
-  /** Best short-budget perplexity of the individuals made before a step. */
-  bestShortPplBefore(step: number): number | null {
-    return this.db
+  /**
+   * Usable perplexities at a budget by individual, combined over the run's settings (their
+   * geometric mean), for individuals measured at every setting. A run of one setting counts
+   * only paid evaluations (a reused one repeats an earlier individual's), as it always did;
+   * several settings count reused ones too (a candidate may reuse some settings, pay others).
+   */
+  private combined(fidelity: Fidelity, beforeStep = Infinity): Map<number, number> {
+    const k = this.settings.length;
+    const rows = this.db
       .prepare(
-        `SELECT MIN(e.ppl) FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
-         WHERE e.run = ? AND e.fidelity = 'short' AND e.status = 'ok' AND i.step < ?`,
+        `SELECT e.individual, e.ppl FROM evaluations e JOIN individuals i ON i.run = e.run AND i.id = e.individual
+         WHERE e.run = ? AND e.fidelity = ? AND e.ppl IS NOT NULL AND e.status IN (${k === 1 ? "'ok'" : "'ok', 'reused'"}) AND i.step < ?
+         ORDER BY e.individual, e.setting`,
       )
-      .pluck()
-      .get(this.runId, step) as number | null;
+      .all(this.runId, fidelity, beforeStep === Infinity ? Number.MAX_SAFE_INTEGER : beforeStep) as { individual: number; ppl: number }[];
+    const by = new Map<number, number[]>();
+    for (const r of rows) by.set(r.individual, [...(by.get(r.individual) ?? []), r.ppl]);
+    const out = new Map<number, number>();
+    for (const [id, xs] of by) if (xs.length === k) out.set(id, geometricMean(xs));
+    return out;
   }
 
-  /** Short and full perplexity of the candidate with the best short perplexity among those run at both budgets. */
+  /** Best short-budget perplexity (over all settings) of the individuals made before a step. */
+  bestShortPplBefore(step: number): number | null {
+    let best: number | null = null;
+    for (const g of this.combined('short', step).values()) if (best === null || g < best) best = g;
+    return best;
+  }
+
+  /** Short and full perplexity (over all settings) of the candidate with the best short perplexity among those run at both budgets. */
   bestShortWithFull(): { short: number; full: number } | undefined {
-    return this.db
-      .prepare(
-        `SELECT s.ppl AS short, f.ppl AS full FROM evaluations s JOIN evaluations f
-           ON f.run = s.run AND f.individual = s.individual AND f.fidelity = 'full' AND f.status = 'ok'
-         WHERE s.run = ? AND s.fidelity = 'short' AND s.status = 'ok'
-         ORDER BY s.ppl, s.individual LIMIT 1`,
-      )
-      .get(this.runId) as { short: number; full: number } | undefined;
+    const full = this.combined('full');
+    let best: { id: number; short: number; full: number } | undefined;
+    for (const [id, short] of this.combined('short')) {
+      const f = full.get(id);
+      if (f !== undefined && (!best || short < best.short || (short === best.short && id < best.id))) best = { id, short, full: f };
+    }
+    return best && { short: best.short, full: best.full };
   }
 
   /** The individual with the lowest finite fitness (ties: the earliest). */

@@ -245,13 +245,14 @@ export const searchCommand: CommandModule<object, Args> = {
           fidelity: sum.best?.fidelity ?? null,
           individuals: sum.individuals,
           evaluations: sum.evaluations,
+          ...(sum.settings.length > 1 ? { settings: sum.settings } : {}),
           seconds: Number(sum.seconds.toFixed(2)),
         }) + '\n',
       );
     } else {
       const e = sum.evaluations;
       process.stdout.write(
-        `run ${sum.run} ${sum.status}: best ${sum.best ? `${sum.best.infix} (perplexity ${sum.best.ppl.toFixed(3)})` : 'none yet'}; ` +
+        `run ${sum.run} ${sum.status}: best ${sum.best ? `${sum.best.infix} (${sum.settings.length > 1 ? `geometric mean perplexity over ${sum.settings.join(', ')}` : 'perplexity'} ${sum.best.ppl.toFixed(3)})` : 'none yet'}; ` +
           `${sum.individuals} individuals, ${e.short} short + ${e.full} full perplexity runs, ${e.maskDuplicates} mask duplicates and ${e.reused} shared fitnesses not paid, ${e.failed} failed; ${sum.seconds.toFixed(1)} s\n` +
           `report: symprune report --db ${sum.db}\n`,
       );

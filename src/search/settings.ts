@@ -10,6 +10,7 @@ import { METHOD_NAMES } from '../prune/baselines.ts';
 import { resolveConfig, type GpConfig } from '../gp/config.ts';
 import { checkAllocation, type Allocation } from '../prune/allocation.ts';
 import { stableJson } from '../store/store.ts';
+import { settingLabelOf } from '../store/setting.ts';
 import { checkAllocationSearch, type AllocationSearch } from './evolve-allocation.ts';
 
 export interface SearchSettings {
@@ -105,8 +106,7 @@ export function runSettings(s: Pick<SearchSettings, 'sparsity' | 'pattern' | 'se
 
 /** A setting's name, as `--settings` spells it and the evaluations table stores it: `0.7:unstructured`, `2:4`. */
 export function settingLabel(x: Setting): string {
-  const p = patternName(parsePattern(x.pattern, x.sparsity));
-  return p === 'unstructured' ? `${x.sparsity}:unstructured` : p;
+  return settingLabelOf(x.sparsity, x.pattern);
 }
 
 /** The fields of a run's configuration for a list of settings: one setting keeps the old shape. */
@@ -225,12 +225,13 @@ function checkSettingList(s: SearchSettings, n: SettingNames): void {
   for (const x of s.settings) {
     const where = `${n.settings}: setting ${x.sparsity}:${x.pattern}`;
     if (!(Number.isFinite(x.sparsity) && x.sparsity > 0 && x.sparsity < 1)) throw new InputError(`${where}: sparsity must be a number strictly between 0 and 1`);
+    let pattern: string;
     try {
-      parsePattern(x.pattern, x.sparsity);
+      pattern = patternName(parsePattern(x.pattern, x.sparsity));
     } catch (e) {
       throw new InputError(`${where}: ${(e as Error).message}`);
     }
-    const label = settingLabel(x);
+    const label = settingLabelOf(x.sparsity, pattern);
     if (seen.has(label)) throw new InputError(`${n.settings}: setting ${label} given twice`);
     seen.add(label);
   }

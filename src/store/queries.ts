@@ -193,6 +193,8 @@ export interface EvaluationCounts {
   paid: { short: number; full: number };
   /** Individuals that took the fitness of an equivalent one (same canonical form or masks): no perplexity run. */
   reused: number;
+  /** Runs of several settings: perplexities at one setting taken from an earlier individual with equal masks there (the candidate paid the others). */
+  settingReuses?: number;
   /** Candidate trees dropped because their masks equalled an evaluated individual's (each saved a perplexity run). */
   maskDuplicates: number;
   failed: { error: number; timeout: number; crash: number };
@@ -207,14 +209,19 @@ export function evaluationCounts(db: DB, run: number): EvaluationCounts {
     individuals: one(`SELECT COUNT(*) FROM individuals WHERE run = ?`),
     invalid: one(`SELECT COUNT(*) FROM individuals WHERE run = ? AND invalid IS NOT NULL`),
     paid: { short: 0, full: 0 },
-    reused: 0,
+    // An individual took another's fitness when all its short evaluations are reused (one for a run of one setting).
+    reused: one(`SELECT COUNT(*) FROM (SELECT individual FROM evaluations WHERE run = ? AND fidelity = 'short' GROUP BY individual HAVING SUM(status = 'reused') = COUNT(*))`),
     maskDuplicates: one(`SELECT COUNT(*) FROM mask_duplicates WHERE run = ?`),
     failed: { error: 0, timeout: 0, crash: 0 },
     seconds: r.seconds,
   };
+  if (settingCount(db, run) > 1)
+    out.settingReuses = one(
+      `SELECT COUNT(*) FROM evaluations e WHERE e.run = ? AND e.status = 'reused' AND EXISTS (SELECT 1 FROM evaluations p WHERE p.run = e.run AND p.individual = e.individual AND p.status != 'reused')`,
+    );
   for (const b of by) {
     if (b.status === 'ok') out.paid[b.fidelity] += b.n;
-    else if (b.status === 'reused') out.reused += b.fidelity === 'short' ? b.n : 0;
+    else if (b.status === 'reused') continue;
     else out.failed[b.status as 'error' | 'timeout' | 'crash'] += b.n;
   }
   return out;

@@ -206,7 +206,7 @@ export function formatReport(r: Report): string {
   const c = r.counts;
   L.push(`run ${r.run.id} in ${r.db}: ${r.run.status}, seed ${r.run.seed}, ${(r.run.seconds / 60).toFixed(1)} min, model ${r.run.modelPath}`);
   L.push(
-    `${c.individuals} individuals (${c.invalid} invalid), perplexity runs paid: ${c.paid.short} short + ${c.paid.full} full; not paid: ${c.maskDuplicates} candidates with the masks of an evaluated one, ${c.reused} shared fitnesses; failures: ${c.failed.error} error, ${c.failed.timeout} timeout, ${c.failed.crash} crash`,
+    `${c.individuals} individuals (${c.invalid} invalid), perplexity runs paid: ${c.paid.short} short + ${c.paid.full} full; not paid: ${c.maskDuplicates} candidates with the masks of an evaluated one, ${c.reused} shared fitnesses${c.settingReuses !== undefined ? `, ${c.settingReuses} perplexities at one setting with the masks of an evaluated one` : ''}; failures: ${c.failed.error} error, ${c.failed.timeout} timeout, ${c.failed.crash} crash`,
   );
   L.push('');
   const over = r.settings ? `, the geometric mean over the settings ${r.settings.labels.join(', ')}` : '';

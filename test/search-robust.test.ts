@@ -225,5 +225,5 @@ test('the CLI over two settings: --sparsity x --pattern, report, export, and a r
   assert.equal(again.status, 0, again.stderr);
   const other = cli(['search', '--db', db, '--resume', '--sparsity', '0.6', '--json']);
   assert.equal(other.status, 2);
-  assert.match(other.stderr, /^symprune: --resume: --settings unset \(the run has 0\.6:unstructured,2:4\)/);
+  assert.match(other.stderr, /^symprune: --resume: --settings one setting \(the run has 0\.6:unstructured,2:4\)/);
 });

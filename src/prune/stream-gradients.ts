@@ -102,97 +102,150 @@ export async function streamedGradientNormsToScratch(source: WeightSource, layer
 
 /** A tensor a segment reads, in memory or parked in the scratch file. */
 type Kept = ort.Tensor | { key: string };
+/** What a segment reads, per window. */
+type KeptInputs = Array<Map<string, Kept>>;
 
 async function gradientPass(source: WeightSource, layers: PrunableLayer[], windows: Int32Array[], opts: StreamedGradientOptions, scratch: ScratchFloats | null, emit: (l: PrunableLayer, G: Float32Array) => void): Promise<void> {
   checkGradientInputs(layers, windows);
-  const upcast = hasFloat16(source.model);
-  const toF32 = (m: ModelProto) => (upcast ? upcastToFloat32(m) : m);
-  const stream = new SegmentStream(source, windows, { ...opts, batchSize: 1 });
-  const plan = stream.plan;
-  const bySeg = segmentOfLayers(stream, layers);
-  const lowest = Math.min(...bySeg.keys());
-  const producer = new Map<string, number>();
-  for (const s of plan.segments) for (const o of s.outputs) producer.set(o, s.index);
-  const specs = plan.segments.filter((s) => s.index >= lowest);
-  const total = (plan.segments.length - 1 + specs.length) * windows.length;
-  let done = 0;
-  const tick = () => opts.onProgress?.(++done, total);
+  const pass = new GradientPass(source, layers, windows, opts, scratch);
+  const kept = await pass.forward();
+  // dLoss/d(tensor) per window, for the tensors crossing a cut.
+  const upstream = new Map<string, ort.Tensor[]>();
+  for (const spec of pass.backwardOrder()) {
+    const own = pass.bySeg.get(spec.index) ?? [];
+    const sums = await pass.backward(spec, kept.get(spec.index)!, own, upstream);
+    kept.delete(spec.index);
+    for (const l of own) emit(l, gradientNorm(l, sums.get(l.initializer)!));
+  }
+}
 
-  // Forward: keep what every segment from `lowest` up reads, per window; what blocks
-  // produce goes to the scratch file when there is one (the prelude's tensors are shared).
-  const kept = new Map<number, Array<Map<string, Kept>>>();
-  const keep = (spec: SegmentSpec) => {
-    if (spec.index < lowest) return;
-    kept.set(spec.index, stream.batches.map((_, b) => {
+/** One block-by-block gradient computation: the segments, what they read, progress. */
+class GradientPass {
+  readonly stream: SegmentStream;
+  readonly bySeg: Map<number, PrunableLayer[]>;
+  /** The lowest segment with a prunable layer: nothing below it is differentiated. */
+  private readonly lowest: number;
+  private readonly producer = new Map<string, number>();
+  private readonly upcast: boolean;
+  private done = 0;
+  private readonly total: number;
+
+  constructor(private readonly source: WeightSource, layers: PrunableLayer[], windows: Int32Array[], private readonly opts: StreamedGradientOptions, private readonly scratch: ScratchFloats | null) {
+    this.stream = new SegmentStream(source, windows, { ...opts, batchSize: 1 });
+    const plan = this.stream.plan;
+    this.bySeg = segmentOfLayers(this.stream, layers);
+    this.lowest = Math.min(...this.bySeg.keys());
+    for (const s of plan.segments) for (const o of s.outputs) this.producer.set(o, s.index);
+    this.upcast = hasFloat16(source.model);
+    this.total = (plan.segments.length - 1 + this.backwardOrder().length) * windows.length;
+  }
+
+  /** Segments to differentiate, tail first. */
+  backwardOrder(): SegmentSpec[] {
+    return this.stream.plan.segments.filter((s) => s.index >= this.lowest).reverse();
+  }
+
+  private tick(): void {
+    this.opts.onProgress?.(++this.done, this.total);
+  }
+
+  /** float16 models are differentiated in float32, as gradients.ts does. */
+  private toF32 = (m: ModelProto): ModelProto => (this.upcast ? upcastToFloat32(m) : m);
+
+  /** Run the windows through every segment but the tail, keeping what each differentiated segment reads. */
+  async forward(): Promise<Map<number, KeptInputs>> {
+    const kept = new Map<number, KeptInputs>();
+    for (const spec of this.stream.plan.segments.slice(0, -1)) {
+      if (spec.index >= this.lowest) kept.set(spec.index, this.keep(spec));
+      await this.stream.run(spec, { transform: this.toF32, onBatch: () => this.tick() });
+    }
+    kept.set(this.stream.tail.index, this.keep(this.stream.tail));
+    return kept;
+  }
+
+  /** The carried tensors `spec` reads; what blocks produce goes to the scratch file when there is one (the prelude's tensors are shared). */
+  private keep(spec: SegmentSpec): KeptInputs {
+    return this.stream.batches.map((_, b) => {
       const m = new Map<string, Kept>();
       for (const n of spec.inputs) {
-        const t = stream.get(b, n);
+        const t = this.stream.get(b, n);
         if (!t) continue;
-        if (scratch && (producer.get(n) ?? -1) >= 0 && t.type === 'float32') {
+        if (this.scratch && (this.producer.get(n) ?? -1) >= 0 && t.type === 'float32') {
           const key = `${spec.index}:${b}:${n}`;
-          scratch.put(key, t.data as Float32Array, [...t.dims]);
+          this.scratch.put(key, t.data as Float32Array, [...t.dims]);
           m.set(n, { key });
         } else m.set(n, t);
       }
       return m;
-    }));
-  };
-  const load = (k: Kept): ort.Tensor => ('key' in k ? new ort.Tensor('float32', scratch!.get(k.key), scratch!.dims(k.key)) : k);
-  const isFloat = (k: Kept | undefined) => !!k && ('key' in k || k.type === 'float32');
-  for (const spec of plan.segments.slice(0, -1)) {
-    keep(spec);
-    await stream.run(spec, { transform: toF32, onBatch: tick });
+    });
   }
-  keep(stream.tail);
 
-  // Backward: dLoss/d(tensor) per window for the tensors crossing a cut.
-  const upstream = new Map<string, ort.Tensor[]>();
-  for (const spec of [...specs].reverse()) {
-    const inputs = kept.get(spec.index)!;
-    const isTail = spec === stream.tail;
-    const outs = spec.outputs.filter((o) => upstream.has(o));
-    const own = bySeg.get(spec.index) ?? [];
-    // Carried float inputs produced by a segment that is differentiated too.
-    const carriedWrt = spec.inputs.filter((n) => (producer.get(n) ?? -2) >= lowest && isFloat(inputs[0]!.get(n)));
-    const wrt = [...new Set(own.map((l) => l.initializer)), ...carriedWrt];
-    if (!isTail && outs.length === 0) throw new Error(`gradients: segment ${spec.kind} ${spec.index} has no upstream gradient`);
-    const tensors = await source.resolve(spec.initializers);
+  private load(k: Kept): ort.Tensor {
+    return 'key' in k ? new ort.Tensor('float32', this.scratch!.get(k.key), this.scratch!.dims(k.key)) : k;
+  }
+
+  /** The segment's model with its loss: the LM loss in the tail, sum(out * upstream) in a block. */
+  private async lossModel(spec: SegmentSpec, inputs: KeptInputs, outs: string[]): Promise<{ model: ModelProto; loss: string }> {
+    const isTail = spec === this.stream.tail;
+    const tensors = await this.source.resolve(spec.initializers);
     const types = new Map([...inputs[0]!].map(([n, k]) => [n, 'key' in k ? DataType.FLOAT : ORT_TO_ONNX[k.type] ?? DataType.FLOAT]));
-    const base = toF32(modelOf(source.model, spec, types, tensors, isTail ? ['input_ids'] : []));
-    const withLoss = isTail ? appendLoss(base) : withVjpLoss(base, outs);
-    const loss = isTail ? 'loss' : VJP_LOSS;
+    const base = this.toF32(modelOf(this.source.model, spec, types, tensors, isTail ? ['input_ids'] : []));
+    if (isTail) return { model: appendLoss(base), loss: 'loss' };
+    if (outs.length === 0) throw new Error(`gradients: segment ${spec.kind} ${spec.index} has no upstream gradient`);
+    return { model: withVjpLoss(base, outs), loss: VJP_LOSS };
+  }
+
+  /**
+   * Differentiate `spec` window by window: the squared gradients of its own layers'
+   * weights summed in float64 (returned), and dLoss/d(input) added to `upstream` for the
+   * segments below; its outputs' upstream gradients are let go.
+   */
+  async backward(spec: SegmentSpec, inputs: KeptInputs, own: PrunableLayer[], upstream: Map<string, ort.Tensor[]>): Promise<Map<string, Float64Array>> {
+    const outs = spec.outputs.filter((o) => upstream.has(o));
+    // Carried float inputs produced by a segment that is differentiated too.
+    const carried = spec.inputs.filter((n) => (this.producer.get(n) ?? -2) >= this.lowest && isFloat(inputs[0]!.get(n)));
+    const weights = [...new Set(own.map((l) => l.initializer))];
+    const { model, loss } = await this.lossModel(spec, inputs, outs);
     const feedsFor = (b: number): Record<string, ort.Tensor> => {
-      const f: Record<string, ort.Tensor> = { ...windowFeeds(source.model, stream.batches[b]!) };
-      for (const [n, k] of inputs[b]!) f[n] = load(k);
+      const f: Record<string, ort.Tensor> = { ...windowFeeds(this.source.model, this.stream.batches[b]!) };
+      for (const [n, k] of inputs[b]!) f[n] = this.load(k);
       for (const o of outs) f[upstreamName(o)] = upstream.get(o)![b]!;
       return f;
     };
     // Weights are fed as views of their bytes, never copied into model bytes.
-    const sessionOpts = { threads: opts.threads, device: opts.device, feedWeights: 'always' as const };
-    const gradModel = await buildGradientGraph(withLoss, { loss, wrt, feeds: feedsFor(0), probeSession: sessionOpts });
+    const sessionOpts = { threads: this.opts.threads, device: this.opts.device, feedWeights: 'always' as const };
+    const gradModel = await buildGradientGraph(model, { loss, wrt: [...weights, ...carried], feeds: feedsFor(0), probeSession: sessionOpts });
     const session = await createSession(gradModel, sessionOpts);
     const sums = new Map<string, Float64Array>();
     try {
-      for (let b = 0; b < stream.batches.length; b++) {
+      for (let b = 0; b < this.stream.batches.length; b++) {
         const f = feedsFor(b);
         const res = await session.run(Object.fromEntries(session.inputNames.map((k) => [k, f[k]!])));
-        for (const name of new Set(own.map((l) => l.initializer))) addSquares(sums, name, res[gradName(name)]!.data as Float32Array);
-        for (const n of carriedWrt) {
-          const g = res[gradName(n)]!;
-          let list = upstream.get(n);
-          if (!list) upstream.set(n, (list = []));
-          // A tensor read by several later segments gets the sum of their gradients.
-          const prev = list[b]?.data as Float32Array | undefined;
-          if (prev) prev.forEach((_, i) => (prev[i]! += (g.data as Float32Array)[i]!));
-          else list[b] = g;
-        }
-        tick();
+        for (const name of weights) addSquares(sums, name, res[gradName(name)]!.data as Float32Array);
+        for (const n of carried) addUpstream(upstream, n, b, res[gradName(n)]!);
+        this.tick();
       }
     } finally {
       await session.release();
     }
     for (const o of outs) upstream.delete(o);
-    kept.delete(spec.index);
-    for (const l of own) emit(l, gradientNorm(l, sums.get(l.initializer)!));
+    return sums;
   }
+}
+
+function isFloat(k: Kept | undefined): boolean {
+  return !!k && ('key' in k || k.type === 'float32');
+}
+
+/** Window b's dLoss/d`name`; a tensor read by several later segments gets the sum of their gradients. */
+function addUpstream(upstream: Map<string, ort.Tensor[]>, name: string, b: number, g: ort.Tensor): void {
+  let list = upstream.get(name);
+  if (!list) upstream.set(name, (list = []));
+  const prev = list[b]?.data as Float32Array | undefined;
+  if (!prev) {
+    list[b] = g;
+    return;
+  }
+  const add = g.data as Float32Array;
+  for (let i = 0; i < prev.length; i++) prev[i]! += add[i]!;
 }

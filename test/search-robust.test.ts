@@ -19,7 +19,7 @@ import { writeStatsFile } from '../src/prune/stats-file.ts';
 import { runSearch, type RequestedSettings } from '../src/search/run.ts';
 import { settingsFields } from '../src/search/settings.ts';
 import { openDatabase } from '../src/store/schema.ts';
-import { baselineRows, baselines } from '../src/store/queries.ts';
+import { baselineRows, baselines, featureRows, fidelityPairs, leaderboard } from '../src/store/queries.ts';
 import type { BaselineInput } from '../src/store/store.ts';
 import { structuredTokens } from './support/token-stream.ts';
 
@@ -158,6 +158,26 @@ test('the fitness over two settings is the geometric mean of the one-setting run
     assert.equal(one[0]!.base.find((b) => b.method === method)!.pattern, 'unstructured', 'a one-setting run lists its baselines as before');
   }
   assert.equal(multi.base.filter((b) => b.method !== 'dense').length, 2, 'the fitness view lists each method once');
+
+  // The report's views give one row per individual, its perplexities over both settings.
+  const d = openDatabase(join(dir, 'two.sqlite'), { readonly: true });
+  try {
+    const geo = (id: number, fidelity: string): number => {
+      const xs = multi.evals.filter((e) => e.individual === id && e.fidelity === fidelity).map((e) => e.ppl!);
+      assert.equal(xs.length, 2);
+      return Math.sqrt(xs[0]! * xs[1]!);
+    };
+    for (const r of leaderboard(d, 1, 10)) {
+      close(r.fullPpl!, r.fitness, `leaderboard ${r.infix}`);
+      close(r.shortPpl!, geo(r.id, 'short'), `leaderboard short ${r.infix}`);
+    }
+    const rows = featureRows(d, 1);
+    assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'one feature row per individual');
+    for (const r of rows) close(r.ppl, geo(r.id, 'short'), `feature row ${r.id}`);
+    for (const p of fidelityPairs(d, 1)) close(p.full, geo(p.id, 'full'), `fidelity pair ${p.id}`);
+  } finally {
+    d.close();
+  }
 });
 
 test('equal masks at one setting: that perplexity is taken from the earlier candidate, the other setting paid', async () => {

@@ -50,7 +50,7 @@ const DISTINCT = ['W', 'mul(W,sqrt(X))', 'mul(W,X)', 'add(mul(W,sqrt(X)),mul(W,G
 const SHARING = ['W', 'mul(W,sqrt(X))', 'G'];
 const TWO = [{ sparsity: 0.6, pattern: 'unstructured' }, { sparsity: 0.5, pattern: '2:4' }];
 
-async function search(name: string, settings: RequestedSettings, seeds: string[]): Promise<string> {
+async function search(name: string, settings: RequestedSettings, seeds: string[], baselines = ['magnitude', 'wanda']): Promise<string> {
   const db = join(dir, `${name}.sqlite`);
   const sum = await runSearch({
     db,
@@ -70,7 +70,7 @@ async function search(name: string, settings: RequestedSettings, seeds: string[]
       shortFraction: 0.25,
       // A margin this wide sends every candidate to the full budget, where fitness is a measured perplexity.
       margin: 1e6,
-      baselines: ['magnitude', 'wanda'],
+      baselines,
     },
     gp: { seeds },
     workers: 1,
@@ -246,4 +246,16 @@ test('the CLI over two settings: --sparsity x --pattern, report, export, and a r
   const other = cli(['search', '--db', db, '--resume', '--sparsity', '0.6', '--json']);
   assert.equal(other.status, 2);
   assert.match(other.stderr, /^symprune: --resume: --settings one setting \(the run has 0\.6:unstructured,2:4\)/);
+});
+
+test('OWL over two sparsities: each setting gets its own allocation, as a run of that setting alone', async () => {
+  await ready;
+  const owl = { allocation: { kind: 'owl' as const, m: 5, lambda: 0.1 } };
+  const both = [{ sparsity: 0.5, pattern: 'unstructured' }, { sparsity: 0.7, pattern: 'unstructured' }];
+  const multi = read(await search('owl-two', { ...settingsFields(both), ...owl }, ['W', 'mul(W,sqrt(X))'], ['wanda']));
+  const one = read(await search('owl-one', { ...settingsFields([both[1]!]), ...owl }, ['W', 'mul(W,sqrt(X))'], ['wanda']));
+  const at = (v: RunView, label: string) => v.evals.filter((e) => e.setting === label && e.fidelity === 'full').map((e) => e.ppl);
+  assert.deepEqual(at(multi, '0.7:unstructured'), at(one, '0.7:unstructured'));
+  close(multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.7)!.ppl!, one.rows.find((b) => b.method === 'wanda')!.ppl!, 'wanda+OWL at 0.7');
+  assert.notEqual(multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.5)!.ppl, multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.7)!.ppl);
 });

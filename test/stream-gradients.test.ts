@@ -91,6 +91,17 @@ function toFloat16(model: ModelProto): ModelProto {
   return { ...model, graph: { ...model.graph!, initializer: init } } as ModelProto;
 }
 
+test('streamed G with torch-generated weight names (onnx::MatMul_N), the embedding and the head as pruned layers (prelude and tail)', async () => {
+  const model = buildLlama(cfg, livelyWeights(cfg, 6), { weightNames: 'torch-generated' });
+  // With the embedding, the prelude is differentiated too: the rotary tables and mask it
+  // gives every block get the sum of the blocks' gradients.
+  const layers = discoverLayers(model, { includeHead: true, includeEmbeddings: true });
+  assert.deepEqual(layers.filter((l) => l.block === -1).map((l) => l.name).sort(), ['lm_head', 'model.embed_tokens']);
+  assert.ok(layers.every((l) => l.block === -1 || /^onnx::MatMul_\d+$/.test(l.initializer)));
+  const windows = windowsOf(3, 8, cfg.vocabSize, 'torch');
+  assertSameG(await streamedGradientNorms(memorySource(model), layers, windows, { threads: 1 }), await computeGradientNorms(model, layers, windows, { threads: 1 }));
+});
+
 test('streamed G of a float16 model equals the whole model G (both computed in float32)', async () => {
   const model = toFloat16(buildLlama(cfg, initLlamaWeights(cfg, 7, 0.3)));
   const layers = discoverLayers(model);

@@ -7,7 +7,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { loadModel, saveModel } from '../src/onnx/model-io.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { parseAllocationExpr } from '../src/search-space/index.ts';
 import { structuredTokens } from './support/token-stream.ts';
-import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+import { assertConsistent, dump, sameSearch, searchKilledAt } from './support/search-log.ts';
 import { assertOverallSparsity } from './support/zeros.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-alloc-search-'));
@@ -68,29 +68,7 @@ test('an allocation search runs, logs, resumes, exports; prune applies the expor
 
   // Killed once evaluations are committed, resumed: the same search as the uninterrupted one.
   const db = join(dir, 'killed.sqlite');
-  const child = spawn(process.execPath, ['bin/symprune.mjs', ...searchArgs(db, ['--workers', '1'])], { stdio: 'ignore' });
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  after(() => child.kill('SIGKILL'));
-  let killed = false;
-  let ended = false;
-  void exited.then(() => (ended = true));
-  while (!killed && !ended) {
-    await new Promise((r) => setTimeout(r, 25));
-    if (!existsSync(db)) continue;
-    try {
-      const k = new Database(db, { readonly: true });
-      const n = k.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
-      k.close();
-      if (n >= 6) {
-        child.kill('SIGKILL');
-        killed = true;
-      }
-    } catch {
-      // schema not there yet
-    }
-  }
-  await exited;
-  assert.ok(killed, 'the run reached 6 evaluations before it finished');
+  assert.ok(await searchKilledAt(searchArgs(db, ['--workers', '1']), db, 6), 'the run reached 6 evaluations before it finished');
   const res = cli(['search', '--db', db, '--resume', '--json', '--workers', '1']);
   assert.equal(res.status, 0, res.stderr);
   sameSearch(dump(db), log);

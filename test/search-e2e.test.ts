@@ -5,11 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
@@ -19,7 +18,7 @@ import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { EvalPool, shared } from '../src/eval/pool.ts';
 import type { WorkerInit } from '../src/eval/worker.ts';
 import { parseMetric } from '../src/search-space/parse.ts';
-import { assertConsistent, dump, sameSearch } from './support/search-log.ts';
+import { assertConsistent, dump, sameSearch, searchKilledAt } from './support/search-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
 const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
@@ -55,28 +54,7 @@ test('a search killed with SIGKILL and resumed loses nothing and matches an unin
 
   // Interrupted: two workers, SIGKILL once some candidate evaluations are committed.
   const db = join(dir, 'killed.sqlite');
-  const child = spawn(process.execPath, ['bin/symprune.mjs', ...searchArgs(db, ['--workers', '2'])], { stdio: 'ignore' });
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  let atKill: ReturnType<typeof dump> | null = null;
-  let exitedEarly = false;
-  void exited.then(() => (exitedEarly = !atKill));
-  // Poll on the database's state (not on time) until 12 evaluations are committed or the run ends.
-  while (!atKill && !exitedEarly) {
-    await new Promise((r) => setTimeout(r, 25));
-    if (!existsSync(db)) continue;
-    try {
-      const d = new Database(db, { readonly: true });
-      const n = d.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
-      d.close();
-      if (n >= 12) {
-        child.kill('SIGKILL');
-        await exited;
-        atKill = dump(db);
-      }
-    } catch {
-      // schema not there yet
-    }
-  }
+  const atKill = await searchKilledAt(searchArgs(db, ['--workers', '2']), db, 12);
   assert.ok(atKill, 'the run reached 12 evaluations before it finished');
   assert.equal(atKill.runs[0]!.status, 'running');
   assert.ok(atKill.progress.length < refLog.progress.length, 'killed part way');

@@ -19,7 +19,7 @@ import { writeStatsFile } from '../src/prune/stats-file.ts';
 import { runSearch, type RequestedSettings } from '../src/search/run.ts';
 import { settingsFields } from '../src/search/settings.ts';
 import { openDatabase } from '../src/store/schema.ts';
-import { baselineRows, baselines } from '../src/store/queries.ts';
+import { baselineRows, baselines, featureRows, fidelityPairs, leaderboard } from '../src/store/queries.ts';
 import type { BaselineInput } from '../src/store/store.ts';
 import { structuredTokens } from './support/token-stream.ts';
 
@@ -50,7 +50,7 @@ const DISTINCT = ['W', 'mul(W,sqrt(X))', 'mul(W,X)', 'add(mul(W,sqrt(X)),mul(W,G
 const SHARING = ['W', 'mul(W,sqrt(X))', 'G'];
 const TWO = [{ sparsity: 0.6, pattern: 'unstructured' }, { sparsity: 0.5, pattern: '2:4' }];
 
-async function search(name: string, settings: RequestedSettings, seeds: string[]): Promise<string> {
+async function search(name: string, settings: RequestedSettings, seeds: string[], baselines = ['magnitude', 'wanda']): Promise<string> {
   const db = join(dir, `${name}.sqlite`);
   const sum = await runSearch({
     db,
@@ -70,7 +70,7 @@ async function search(name: string, settings: RequestedSettings, seeds: string[]
       shortFraction: 0.25,
       // A margin this wide sends every candidate to the full budget, where fitness is a measured perplexity.
       margin: 1e6,
-      baselines: ['magnitude', 'wanda'],
+      baselines,
     },
     gp: { seeds },
     workers: 1,
@@ -158,6 +158,26 @@ test('the fitness over two settings is the geometric mean of the one-setting run
     assert.equal(one[0]!.base.find((b) => b.method === method)!.pattern, 'unstructured', 'a one-setting run lists its baselines as before');
   }
   assert.equal(multi.base.filter((b) => b.method !== 'dense').length, 2, 'the fitness view lists each method once');
+
+  // The report's views give one row per individual, its perplexities over both settings.
+  const d = openDatabase(join(dir, 'two.sqlite'), { readonly: true });
+  try {
+    const geo = (id: number, fidelity: string): number => {
+      const xs = multi.evals.filter((e) => e.individual === id && e.fidelity === fidelity).map((e) => e.ppl!);
+      assert.equal(xs.length, 2);
+      return Math.sqrt(xs[0]! * xs[1]!);
+    };
+    for (const r of leaderboard(d, 1, 10)) {
+      close(r.fullPpl!, r.fitness, `leaderboard ${r.infix}`);
+      close(r.shortPpl!, geo(r.id, 'short'), `leaderboard short ${r.infix}`);
+    }
+    const rows = featureRows(d, 1);
+    assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'one feature row per individual');
+    for (const r of rows) close(r.ppl, geo(r.id, 'short'), `feature row ${r.id}`);
+    for (const p of fidelityPairs(d, 1)) close(p.full, geo(p.id, 'full'), `fidelity pair ${p.id}`);
+  } finally {
+    d.close();
+  }
 });
 
 test('equal masks at one setting: that perplexity is taken from the earlier candidate, the other setting paid', async () => {
@@ -225,5 +245,17 @@ test('the CLI over two settings: --sparsity x --pattern, report, export, and a r
   assert.equal(again.status, 0, again.stderr);
   const other = cli(['search', '--db', db, '--resume', '--sparsity', '0.6', '--json']);
   assert.equal(other.status, 2);
-  assert.match(other.stderr, /^symprune: --resume: --settings unset \(the run has 0\.6:unstructured,2:4\)/);
+  assert.match(other.stderr, /^symprune: --resume: --settings one setting \(the run has 0\.6:unstructured,2:4\)/);
+});
+
+test('OWL over two sparsities: each setting gets its own allocation, as a run of that setting alone', async () => {
+  await ready;
+  const owl = { allocation: { kind: 'owl' as const, m: 5, lambda: 0.1 } };
+  const both = [{ sparsity: 0.5, pattern: 'unstructured' }, { sparsity: 0.7, pattern: 'unstructured' }];
+  const multi = read(await search('owl-two', { ...settingsFields(both), ...owl }, ['W', 'mul(W,sqrt(X))'], ['wanda']));
+  const one = read(await search('owl-one', { ...settingsFields([both[1]!]), ...owl }, ['W', 'mul(W,sqrt(X))'], ['wanda']));
+  const at = (v: RunView, label: string) => v.evals.filter((e) => e.setting === label && e.fidelity === 'full').map((e) => e.ppl);
+  assert.deepEqual(at(multi, '0.7:unstructured'), at(one, '0.7:unstructured'));
+  close(multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.7)!.ppl!, one.rows.find((b) => b.method === 'wanda')!.ppl!, 'wanda+OWL at 0.7');
+  assert.notEqual(multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.5)!.ppl, multi.rows.find((b) => b.method === 'wanda' && b.sparsity === 0.7)!.ppl);
 });

@@ -5,7 +5,7 @@
  * workers when the run used one. Every function only reads.
  */
 import { hasTable, type DB } from '../store/schema.ts';
-import { baselines, evaluationCounts, FEATURES, leaderboard, type EvaluationCounts } from '../store/queries.ts';
+import { baselines, evaluationCounts, FEATURES, featureRows, leaderboard, type EvaluationCounts } from '../store/queries.ts';
 import { getRun, listRuns, type RunRow } from '../store/store.ts';
 import { paretoFront, type ParetoPoint } from '../store/pareto.ts';
 import { parseMetric } from '../search-space/parse.ts';
@@ -152,14 +152,8 @@ export function paretoPlot(db: DB, run: number): { points: SizePoint[]; front: P
  */
 export function featurePoints(db: DB, run: number, feature: string): { id: number; x: number; ppl: number }[] {
   if (!(FEATURES as readonly string[]).includes(feature)) throw new Error(`unknown feature ${feature}`);
-  const col = feature.startsWith('uses_') ? `(i.n_${feature.slice(5)} > 0)` : `i.${feature}`;
-  const rows = db
-    .prepare(
-      `SELECT i.id, ${col} AS x, e.ppl FROM individuals i JOIN evaluations e ON e.run = i.run AND e.individual = i.id AND e.fidelity = 'short'
-       WHERE i.run = ? AND e.ppl IS NOT NULL AND e.status IN ('ok', 'reused') ORDER BY i.id`,
-    )
-    .all(run) as { id: number; x: number; ppl: number }[];
-  return rows.filter((r) => Number.isFinite(r.ppl));
+  // featureRows gives one row per individual (a run of several settings: their geometric mean).
+  return featureRows(db, run).map((r) => ({ id: r.id, x: r.features[feature]!, ppl: r.ppl }));
 }
 
 /** The newest individuals, newest first: what the search is doing now. */

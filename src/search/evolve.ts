@@ -12,8 +12,10 @@ export interface StepProgress {
   total: number;
   step: number;
   best: number | null;
-  /** Perplexity evaluations paid over the whole run, by budget. */
+  /** Perplexity evaluations paid over the whole run, by budget (one per candidate and setting). */
   paid: { short: number; full: number };
+  /** Settings each candidate is measured at. */
+  settings: number;
   /** Short-budget evaluations per minute in this session. */
   perMinute: number;
   maskDuplicates: number;
@@ -61,6 +63,7 @@ export async function evolve(store: RunStore, s: SearchSettings, ev: CandidateEv
       step: sum.step,
       best: sum.best?.fitness ?? null,
       paid,
+      settings: store.settings.length,
       perMinute: ev.counters.short / Math.max((performance.now() - t0) / 60000, 1e-9),
       maskDuplicates: ev.counters.maskDuplicates,
     });

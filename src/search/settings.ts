@@ -250,7 +250,9 @@ export function settingDiffs(stored: Record<string, unknown>, requested: Partial
     // Key order aside: the stored configuration comes back with sorted keys.
     const a = stableJson(stored[k] ?? null);
     const b = stableJson(requested[k] ?? null);
-    if (a !== b) out.push(`${names[k] ?? k} ${fmt(requested[k])} (the run has ${fmt(stored[k])})`);
+    // `settings` is absent from a run of one setting, and null in a request for one.
+    const show = (v: unknown): string => (k === 'settings' && (v === null || v === undefined) ? 'one setting' : fmt(v));
+    if (a !== b) out.push(`${names[k] ?? k} ${show(requested[k])} (the run has ${show(stored[k])})`);
   }
   return out;
 }

@@ -1,5 +1,7 @@
 /** Reading a search's SQLite log back, to compare runs and check its invariants in tests. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { SEARCH_DEFAULTS } from '../../src/search/settings.ts';
 
@@ -60,4 +62,36 @@ export function sameSearch(a: ReturnType<typeof dump>, b: ReturnType<typeof dump
   assert.deepEqual(evals(a.evaluations), evals(b.evaluations));
   assert.deepEqual(a.progress, b.progress);
   assert.deepEqual(a.baselines, b.baselines);
+}
+
+/**
+ * Run `symprune ARGS` and SIGKILL it once `db` holds `n` evaluations, polling the database's
+ * state (never the clock). The log at the kill, or null when the run ended first.
+ */
+export async function searchKilledAt(args: string[], db: string, n: number): Promise<ReturnType<typeof dump> | null> {
+  const child = spawn(process.execPath, ['bin/symprune.mjs', ...args], { stdio: 'ignore' });
+  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  let ended = false;
+  void exited.then(() => (ended = true));
+  try {
+    while (!ended) {
+      await new Promise((r) => setTimeout(r, 25));
+      if (!existsSync(db)) continue;
+      try {
+        const d = new Database(db, { readonly: true });
+        const count = d.prepare('SELECT COUNT(*) FROM evaluations').pluck().get() as number;
+        d.close();
+        if (count >= n) {
+          child.kill('SIGKILL');
+          await exited;
+          return dump(db);
+        }
+      } catch {
+        // schema not there yet
+      }
+    }
+    return null;
+  } finally {
+    if (!ended) child.kill('SIGKILL');
+  }
 }

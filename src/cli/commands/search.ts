@@ -132,7 +132,7 @@ function progressDrawer(): (p: SearchProgress) => void {
       return;
     }
     const bar = (bars.step ??= progress('search step', p.total));
-    bar.update(p.done, `| best ${p.best !== null ? p.best.toFixed(3) : '-'} | ${p.paid.short} candidates evaluated (${p.perMinute.toFixed(1)}/min), ${p.paid.full} at full budget, ${p.maskDuplicates} equal masks skipped`);
+    bar.update(p.done, `| best ${p.best !== null ? p.best.toFixed(3) : '-'} | ${p.paid.short} ${p.settings > 1 ? `short-budget perplexities (${p.settings} per candidate)` : 'candidates evaluated'} (${p.perMinute.toFixed(1)}/min), ${p.paid.full} at full budget, ${p.maskDuplicates} equal masks skipped`);
     if (p.done >= p.total) bar.done();
   };
 }

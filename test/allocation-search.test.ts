@@ -72,6 +72,12 @@ test('an allocation search runs, logs, resumes, exports; prune applies the expor
   const res = cli(['search', '--db', db, '--resume', '--json', '--workers', '1']);
   assert.equal(res.status, 0, res.stderr);
   sameSearch(dump(db), log);
+  // A resumed run keeps what it evolves: the same flags are accepted, other ones named.
+  const same = cli(['search', '--db', refDb, '--resume', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.1', '--json']);
+  assert.equal(same.status, 0, same.stderr);
+  const other = cli(['search', '--db', refDb, '--resume', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.2']);
+  assert.equal(other.status, 2);
+  assert.match(other.stderr, /--resume: --evolve allocation \{"lambda":0.2,"m":5,"metric":"mul\(W,sqrt\(X\)\)"\} \(the run has \{"lambda":0.1,/);
 
   // export: the best allocation with its metric, lambda and M.
   const best = join(dir, 'best.json');

@@ -8,7 +8,7 @@ import { buildLlama } from '../src/onnx/llama-builder.ts';
 import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
 import { symprune } from './support/spawn-cli.ts';
-import { assertRefusal } from './support/cli-runner.ts';
+import { assertRefusal, CliRunner } from './support/cli-runner.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-alloc-cli-'));
@@ -47,8 +47,10 @@ test('prune --allocation EXPR and FILE: prune.json reports each block, the file 
   assert.deepEqual(rep2.layers.map((l: { pruned: number }) => l.pruned), rep.layers.map((l: { pruned: number }) => l.pruned));
 });
 
-test('bad allocations: one line, exit 2, nothing written', async () => {
+test('bad allocations: one line, exit 2, nothing written', async (t) => {
   await ready;
+  const runner = await CliRunner.start(ROOT);
+  t.after(() => runner.stop());
   const bad = path.join(tmp, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ kind: 'allocation', infix: 'mul(W,R)' }));
   const cases: [string[], RegExp][] = [
@@ -64,8 +66,7 @@ test('bad allocations: one line, exit 2, nothing written', async () => {
   for (const [extra, re] of cases) {
     const out = path.join(tmp, 'never');
     const argv = [...common(extra.includes('2:4') ? '0.5' : '0.6'), '--out', out, ...extra];
-    const r = await symprune(...argv);
-    assertRefusal({ code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr }, argv, re);
+    assertRefusal(await runner.run(argv), argv, re);
     assert.equal(fs.existsSync(out), false, `${extra.join(' ')} created ${out}`);
   }
 });

@@ -20,6 +20,7 @@ import { parseAllocationExpr } from '../src/search-space/index.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { assertConsistent, dump, sameSearch, searchKilledAt } from './support/search-log.ts';
 import { assertOverallSparsity } from './support/zeros.ts';
+import { assertRefusal, CliRunner } from './support/cli-runner.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-alloc-search-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,7 +35,7 @@ const data = ['--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib
 const METRIC = 'mul(W,sqrt(X))';
 const searchArgs = (db: string, extra: string[] = []) => [
   'search', '--model', dir, ...data, '--seed', '3', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.1', '--sparsity', '0.6', '--seed-known',
-  '--population', '6', '--iterations', '10', '--batch', '2', '--eval-tokens', '2048', '--baselines', 'wanda', '--db', db, '--json', ...extra,
+  '--population', '6', '--iterations', '6', '--batch', '2', '--eval-tokens', '1024', '--baselines', 'wanda', '--db', db, '--json', ...extra,
 ];
 const cli = (args: string[]) => spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8' });
 
@@ -72,6 +73,12 @@ test('an allocation search runs, logs, resumes, exports; prune applies the expor
   const res = cli(['search', '--db', db, '--resume', '--json', '--workers', '1']);
   assert.equal(res.status, 0, res.stderr);
   sameSearch(dump(db), log);
+  // A resumed run keeps what it evolves: the same flags are accepted, other ones named.
+  const same = cli(['search', '--db', refDb, '--resume', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.1', '--json']);
+  assert.equal(same.status, 0, same.stderr);
+  const other = cli(['search', '--db', refDb, '--resume', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.2']);
+  assert.equal(other.status, 2);
+  assert.match(other.stderr, /--resume: --evolve allocation \{"lambda":0.2,"m":5,"metric":"mul\(W,sqrt\(X\)\)"\} \(the run has \{"lambda":0.1,/);
 
   // export: the best allocation with its metric, lambda and M.
   const best = join(dir, 'best.json');
@@ -94,13 +101,15 @@ test('an allocation search runs, logs, resumes, exports; prune applies the expor
   const pruned = await loadModel(join(out, 'model.onnx'));
   assertOverallSparsity(pruned, 0.6, 'the pruned model written by prune');
   const ev = await PerplexityEvaluator.create(pruned, { threads: 1 });
-  const p = await ev.evaluate(Int32Array.from(structuredTokens(4096, 1)), { seqlen: 32, maxTokens: 2048 });
+  const p = await ev.evaluate(Int32Array.from(structuredTokens(4096, 1)), { seqlen: 32, maxTokens: 1024 });
   await ev.release();
   assert.ok(Math.abs(p.ppl - (top.fitness as number)) < 1e-4 * p.ppl, `prune ${p.ppl} vs search ${top.fitness}`);
 });
 
-test('bad allocation searches: one line, exit 2, no database', async () => {
+test('bad allocation searches: one line, exit 2, no database', async (t) => {
   await ready;
+  const runner = await CliRunner.start(process.cwd());
+  t.after(() => runner.stop());
   const db = join(dir, 'never.sqlite');
   const base = ['search', '--model', dir, ...data, '--population', '4', '--iterations', '2', '--db', db];
   const cases: [string[], RegExp][] = [
@@ -114,12 +123,8 @@ test('bad allocation searches: one line, exit 2, no database', async () => {
     [['--evolve', 'allocations', '--metric', 'W'], /--evolve/],
   ];
   for (const [extra, re] of cases) {
-    const r = cli([...base, ...extra]);
-    const lines = r.stderr.split('\n').filter(Boolean);
-    assert.equal(r.status, 2, `${extra.join(' ')}: ${r.stderr}`);
-    assert.equal(lines.length, 1, `${extra.join(' ')}: ${r.stderr}`);
-    assert.match(lines[0]!, /^symprune: /);
-    assert.match(lines[0]!, re, extra.join(' '));
+    const argv = [...base, ...extra];
+    assertRefusal(await runner.run(argv), argv, re);
     assert.equal(existsSync(db), false, `${extra.join(' ')} created the database`);
   }
 });

@@ -146,7 +146,7 @@ test('a candidate: lineage, evaluations with worker and timings, shared masks', 
   assert.deepEqual(c.individual.parents, [2, 3]);
   assert.deepEqual(c.parents.map((p: any) => p.id), [2, 3]);
   assert.deepEqual(c.children.map((p: any) => p.id), INDIVIDUALS.filter((i) => i.parents.includes(4)).map((i) => i.id));
-  assert.deepEqual(c.evaluations.map((e: any) => [e.fidelity, e.ppl, e.worker, e.seconds]), [['short', 138.5, 0, 0.5], ['full', 139, 0, 2]]);
+  assert.deepEqual(c.evaluations.map((e: any) => [e.setting, e.fidelity, e.ppl, e.worker, e.seconds]), [['0.5:unstructured', 'short', 138.5, 0, 0.5], ['0.5:unstructured', 'full', 139, 0, 2]]);
   assert.deepEqual(c.sameMasks.map((p: any) => p.id), [5]);
   assert.deepEqual(c.sharedBy.map((p: any) => p.id), [5]);
   assert.deepEqual(c.maskDuplicates.map((d: any) => d.hash), ['dup1']);

@@ -76,6 +76,15 @@ test('baselines of a model over --max-memory: each row pruned and evaluated bloc
   assert.ok(whole.methods.every((m) => Math.abs(m.sparsity - 0.5) < 0.01 && m.ppl !== whole.dense.ppl), 'every row pruned half the weights');
 });
 
+test('search on a model it would not fit in memory: one line with the figure, before any file is made', async () => {
+  const db = path.join(tmp, 'search', 'run.sqlite');
+  const r = await symprune('search', '--model', onnxDir, '--db', db, '--workers', '2', '--max-memory', '100K');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr.trim(), /^symprune: search keeps the model in memory, about [\d.]+ MiB with 2 local worker threads \([\d.]+ MiB of float32 weights\), over --max-memory 0\.1 MiB; use fewer --workers/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.ok(!fs.existsSync(path.join(tmp, 'search')), 'nothing written');
+});
+
 test('prune of an ONNX model with external data block by block writes the model pruning in memory writes, and evaluates it', async () => {
   const a = path.join(tmp, 'p-whole');
   const b = path.join(tmp, 'p-stream');

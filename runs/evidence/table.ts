@@ -15,15 +15,20 @@ const DIR = path.dirname(new URL(import.meta.url).pathname);
 const SETTINGS = [['u50', '50%'], ['u60', '60%'], ['u70', '70%'], ['2-4', '2:4'], ['4-8', '4:8']] as const;
 const pct = (t: Task | undefined, norm = false) => (t ? `${(100 * (norm ? t.acc_norm : t.acc)).toFixed(1)} ± ${(100 * (norm ? t.acc_norm_stderr : t.acc_stderr)).toFixed(1)}` : '');
 
-const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
+const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`, searched at 50% unstructured); `robust metric` the robust reference run\'s (`runs/reference-robust/best.json`, searched at 50% and 70% unstructured and 2:4 at once) and `robust metric+alloc` that metric with the layer-wise allocation searched for it (`runs/reference-robust/alloc.json`, commands with `ROBUST=1` in the log); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
 for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, d)).isDirectory()).sort()) {
   const runs = SETTINGS.map(([f, label]) => {
     const file = path.join(DIR, name, `${f}.json`);
-    return fs.existsSync(file) ? { label, r: JSON.parse(fs.readFileSync(file, 'utf8')) as Result } : null;
+    if (!fs.existsSync(file)) return null;
+    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Result;
+    // The robust reference run's metric (and its searched allocation), measured apart (run.sh with ROBUST=1).
+    const robust = path.join(DIR, name, `${f}-robust.json`);
+    if (fs.existsSync(robust)) r.methods.push(...(JSON.parse(fs.readFileSync(robust, 'utf8')) as Result).methods.map((m) => ({ ...m, method: `robust ${m.method}` })));
+    return { label, r };
   }).filter((x): x is { label: (typeof SETTINGS)[number][1]; r: Result } => x !== null);
   if (runs.length === 0) continue;
   const first = runs[0]!.r;
-  out.push(`## ${name}`, '', `Model \`${path.relative(path.resolve(DIR, '..', '..'), first.model)}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
+  out.push(`## ${name}`, '', `Model \`${first.model.replace(/^.*?\/(models\/)/, '$1')}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
   const methods = [...new Set(runs.flatMap((x) => x.r.methods.map((m) => m.method)))];
   out.push(`| perplexity | ${runs.map((x) => x.label).join(' | ')} |`, `| --- |${runs.map(() => ' ---: |').join('')}`);
   out.push(`| dense | ${runs.map((x) => x.r.dense.ppl.toFixed(2)).join(' | ')} |`);

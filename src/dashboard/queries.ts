@@ -4,7 +4,7 @@
  * activity, one candidate with its lineage, evaluations and mask-sharers, and a job queue's
  * workers when the run used one. Every function only reads.
  */
-import { hasTable, type DB } from '../store/schema.ts';
+import { hasColumn, hasTable, type DB } from '../store/schema.ts';
 import { baselines, evaluationCounts, FEATURES, featureRows, leaderboard, type EvaluationCounts } from '../store/queries.ts';
 import { getRun, listRuns, type RunRow } from '../store/store.ts';
 import { paretoFront, type ParetoPoint } from '../store/pareto.ts';
@@ -241,7 +241,7 @@ export function candidate(db: DB, run: number, id: number): Candidate | null {
     children,
     evaluations: db
       .prepare(
-        `SELECT e.id, e.fidelity, e.tokens, e.ppl, e.seconds, e.worker, e.status, e.error, e.reused_from, s.individual AS reused_from_individual, e.created
+        `SELECT e.id, ${hasColumn(db, 'evaluations', 'setting') ? 'e.setting' : 'NULL AS setting'}, e.fidelity, e.tokens, e.ppl, e.seconds, e.worker, e.status, e.error, e.reused_from, s.individual AS reused_from_individual, e.created
          FROM evaluations e LEFT JOIN evaluations s ON s.id = e.reused_from
          WHERE e.run = ? AND e.individual = ? ORDER BY e.id`,
       )

@@ -26,6 +26,7 @@ import { runBaselines } from './baselines.ts';
 import { AllocationCandidates } from './evolve-allocation.ts';
 import { evolve, type StepProgress } from './evolve.ts';
 import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
+import { checkSearchMemory } from './memory.ts';
 import { openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
 import { modelSha256 as modelHash, resolveModel } from '../model/load.ts';
 import { FIELD_NAMES, SEARCH_DEFAULTS, checkSettings, shortTokens, type GpOptions, type SearchSettings, type Setting, type SettingNames } from './settings.ts';
@@ -48,6 +49,8 @@ export interface SearchOptions {
   gp?: GpOptions;
   /** Where candidates are evaluated (default: the local pool with `workers` threads). */
   runner?: RunnerFactory;
+  /** Memory budget in bytes (--max-memory): a model the search would not fit in is refused before any work. */
+  maxMemory?: number;
   /** Threads of the default local pool (default: one per core). */
   workers?: number;
   /** Per-task time limit in seconds (default: 20x a dense evaluation at the full budget, at least 60 s). */
@@ -113,6 +116,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
 
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
+  await checkSearchMemory(model.modelPath, factory.localThreads, o.maxMemory ?? Infinity, names);
   const modelSha256 = await modelHash(resolveModel(model.modelPath));
   const requested: Partial<Omit<SearchSettings, 'settings'>> & { settings?: Setting[] | null } = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);

@@ -25,6 +25,8 @@ export interface RunnerJob {
 export interface RunnerFactory {
   /** Tasks the runner will run at once (a new run's default batch is twice this). */
   readonly parallelism: number;
+  /** Worker threads in this process (each holds the model: see memory.ts). */
+  readonly localThreads: number;
   start(job: RunnerJob): Promise<TaskRunner>;
 }
 
@@ -35,6 +37,7 @@ export type Fault = { at: number; kind: 'crash' | 'hang' | 'overtime' };
 export function localRunner(threads = defaultWorkers(), fault: Fault | null = null): RunnerFactory {
   return {
     parallelism: threads,
+    localThreads: threads,
     async start(job) {
       const workerData: WorkerInit = { ...job.data.workerInit, fault: fault ? { ...fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null };
       return new EvalPool({ filename: WORKER_FILE, workerData, threads, taskTimeoutMs: 0 });
@@ -68,6 +71,7 @@ export function queueRunner(url: string, opts: { parallelism?: number; flag?: st
   const parallelism = (opts.parallelism ?? 2) + (opts.localThreads ?? 0);
   return {
     parallelism,
+    localThreads: opts.localThreads ?? 0,
     async start(job) {
       const queue = await QueueRunner.open({ connection, spec: await jobSpec(job), runKey: job.runKey, parallelism, label: opts.flag, watch: job.watch });
       return local ? new LocalFirst((await local.start(job)) as EvalPool, queue) : queue;

@@ -259,5 +259,6 @@ export function settingDiffs(stored: Record<string, unknown>, requested: Partial
 
 function fmt(v: unknown): string {
   if (Array.isArray(v)) return v.length ? v.map((x) => (x && typeof x === 'object' && 'pattern' in x ? settingLabel(x as Setting) : String(x))).join(',') : 'none';
+  if (v !== null && typeof v === 'object') return stableJson(v); // an allocation, an allocation search
   return v === null || v === undefined ? 'unset' : String(v);
 }

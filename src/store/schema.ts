@@ -305,6 +305,11 @@ function migrate(path: string, db: DB, readonly: boolean): void {
   }
 }
 
+/** Whether a table has a column (one added by a later migration may be missing from a file opened read-only). */
+export function hasColumn(db: DB, table: string, column: string): boolean {
+  return (db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[]).includes(column);
+}
+
 /** Whether the database has a table (one added by a later migration may be missing from a file opened read-only). */
 export function hasTable(db: DB, name: string): boolean {
   return !!db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name);

@@ -175,7 +175,7 @@ export const searchCommand: CommandModule<object, Args> = {
       .option('queue', stringFlag('queue', { describe: 'send evaluations to `symprune worker` processes through this job queue (redis://HOST:PORT); local threads then run only --workers N' }))
       .option('json', booleanFlag('print one JSON line at the end')) as never,
   handler: async (a) => {
-    applyDeviceFlags(a);
+    const { maxMemory } = applyDeviceFlags(a);
     if (a.resume && !a.db) throw new InputError('--resume needs --db FILE (the database of the run to continue)');
     if (a.iterations !== undefined && a.generations !== undefined) throw new InputError('give either --iterations (steady-state) or --generations (generational), not both');
     // A 2-D .npy of calibration samples [n, seqlen] gives the defaults of --nsamples and --seqlen.
@@ -221,6 +221,7 @@ export const searchCommand: CommandModule<object, Args> = {
         model,
         settings: requested,
         workers: a.workers,
+        maxMemory,
         runner: a.queue !== undefined ? queueRunner(a.queue, { localThreads: a.workers, flag: '--queue' }) : undefined,
         taskTimeout: a['task-timeout'],
         signal: signals.signal,

@@ -80,6 +80,7 @@ export function candidateView(db, run, id) {
           table(
             [
               { key: 'id', label: 'id', num: true },
+              ...(new Set(evs.map((e) => e.setting)).size > 1 ? [{ key: 'setting', label: 'setting', title: 'the sparsity and pattern of a search over several settings' }] : []),
               { key: 'fidelity', label: 'budget' },
               { key: 'tokens', label: 'tokens', num: true, cell: (e) => fmt.num(e.tokens) },
               { key: 'ppl', label: 'ppl', num: true, cell: (e) => fmt.ppl(e.ppl) },

@@ -18,12 +18,13 @@ const pct = (t: Task | undefined, norm = false) => (t ? `${(100 * (norm ? t.acc_
 const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`, searched at 50% unstructured); `robust metric` the robust reference run\'s (`runs/reference-robust/best.json`, searched at 50% and 70% unstructured and 2:4 at once) and `robust metric+alloc` that metric with the layer-wise allocation searched for it (`runs/reference-robust/alloc.json`, commands with `ROBUST=1` in the log); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
 for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, d)).isDirectory()).sort()) {
   const runs = SETTINGS.map(([f, label]) => {
-    const file = path.join(DIR, name, `${f}.json`);
-    if (!fs.existsSync(file)) return null;
-    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as Result;
+    const read = (file: string) => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Result) : null);
+    const main = read(path.join(DIR, name, `${f}.json`));
     // The robust reference run's metric (and its searched allocation), measured apart (run.sh with ROBUST=1).
-    const robust = path.join(DIR, name, `${f}-robust.json`);
-    if (fs.existsSync(robust)) r.methods.push(...(JSON.parse(fs.readFileSync(robust, 'utf8')) as Result).methods.map((m) => ({ ...m, method: `robust ${m.method}` })));
+    const robust = read(path.join(DIR, name, `${f}-robust.json`));
+    if (!main && !robust) return null;
+    const r = main ?? { ...robust!, methods: [], metric: null };
+    if (robust) r.methods.push(...robust.methods.map((m) => ({ ...m, method: `robust ${m.method}` })));
     return { label, r };
   }).filter((x): x is { label: (typeof SETTINGS)[number][1]; r: Result } => x !== null);
   if (runs.length === 0) continue;

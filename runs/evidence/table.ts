@@ -17,6 +17,7 @@ const pct = (t: Task | undefined, norm = false) => (t ? `${(100 * (norm ? t.acc_
 
 const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`, searched at 50% unstructured); `robust metric` the robust reference run\'s (`runs/reference-robust/best.json`, searched at 50% and 70% unstructured and 2:4 at once) and `robust metric+alloc` that metric with the layer-wise allocation searched for it (`runs/reference-robust/alloc.json`, commands with `ROBUST=1` in the log); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
 for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, d)).isDirectory()).sort()) {
+  const differs: string[] = [];
   const runs = SETTINGS.map(([f, label]) => {
     const read = (file: string) => (fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Result) : null);
     const main = read(path.join(DIR, name, `${f}.json`));
@@ -25,6 +26,8 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
     if (!main && !robust) return null;
     const r = main ?? { ...robust!, methods: [], metric: null };
     if (robust) r.methods.push(...robust.methods.map((m) => ({ ...m, method: `robust ${m.method}` })));
+    const [a, b] = [main?.calibration.nsamples, robust?.calibration.nsamples];
+    if (a !== undefined && b !== undefined && a !== b) differs.push(`${label}: the rows other than \`robust\` were calibrated on ${a} windows, the \`robust\` rows on ${b}.`);
     return { label, r };
   }).filter((x): x is { label: (typeof SETTINGS)[number][1]; r: Result } => x !== null);
   if (runs.length === 0) continue;
@@ -38,7 +41,7 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
     const best = runs.map((x) => Math.min(...x.r.methods.filter((r) => r.method !== 'sparsegpt' && r.method !== 'sparsegpt+owl').map((r) => r.ppl)));
     out.push(`| ${m} | ${cells.map((c, i) => (c ? (c.ppl === best[i] ? `**${c.ppl.toFixed(2)}**` : c.ppl.toFixed(2)) : '')).join(' | ')} |`);
   }
-  out.push('', 'Bold: lowest perplexity among the mask-only rows (all but SparseGPT, which also updates weights).', '');
+  out.push('', 'Bold: lowest perplexity among the mask-only rows (all but SparseGPT, which also updates weights).', ...differs.flatMap((d) => ['', `Calibration differs at ${d}`]), '');
   for (const { label, r } of runs) {
     const tasks = Object.keys(r.dense.tasks ?? {});
     if (tasks.length === 0) continue;

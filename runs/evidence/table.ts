@@ -38,10 +38,12 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
   out.push(`| dense | ${runs.map((x) => x.r.dense.ppl.toFixed(2)).join(' | ')} |`);
   for (const m of methods) {
     const cells = runs.map((x) => x.r.methods.find((r) => r.method === m));
-    const best = runs.map((x) => Math.min(...x.r.methods.filter((r) => r.method !== 'sparsegpt' && r.method !== 'sparsegpt+owl').map((r) => r.ppl)));
+    // A column with only the robust rows has nothing to beat: no bold there.
+    const maskOnly = (x: (typeof runs)[number]) => x.r.methods.filter((r) => r.method !== 'sparsegpt' && r.method !== 'sparsegpt+owl');
+    const best = runs.map((x) => (maskOnly(x).some((r) => !r.method.startsWith('robust ')) ? Math.min(...maskOnly(x).map((r) => r.ppl)) : NaN));
     out.push(`| ${m} | ${cells.map((c, i) => (c ? (c.ppl === best[i] ? `**${c.ppl.toFixed(2)}**` : c.ppl.toFixed(2)) : '')).join(' | ')} |`);
   }
-  out.push('', 'Bold: lowest perplexity among the mask-only rows (all but SparseGPT, which also updates weights).', ...differs.flatMap((d) => ['', `Calibration differs at ${d}`]), '');
+  out.push('', 'Bold: lowest perplexity among the mask-only rows (all but SparseGPT, which also updates weights), where other methods were run beside the robust rows.', ...differs.flatMap((d) => ['', `Calibration differs at ${d}`]), '');
   for (const { label, r } of runs) {
     const tasks = Object.keys(r.dense.tasks ?? {});
     if (tasks.length === 0) continue;

@@ -26,6 +26,8 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
     if (!main && !robust) return null;
     const r = main ?? { ...robust!, methods: [], metric: null };
     if (robust) r.methods.push(...robust.methods.map((m) => ({ ...m, method: `robust ${m.method}` })));
+    // Rows run later beside the setting's first file (same flags but --methods): SETTING-MORE.json.
+    if (main) for (const more of fs.readdirSync(path.join(DIR, name)).filter((x) => x.startsWith(`${f}-`) && x.endsWith('.json') && x !== `${f}-robust.json`).sort()) r.methods.push(...read(path.join(DIR, name, more))!.methods);
     const [a, b] = [main?.calibration.nsamples, robust?.calibration.nsamples];
     if (a !== undefined && b !== undefined && a !== b) differs.push(`${label}: the rows other than \`robust\` were calibrated on ${a} windows, the \`robust\` rows on ${b}.`);
     return { label, r };

@@ -5,16 +5,15 @@
  * allocation and `prune` applies it, with the overall sparsity measured from the written
  * model's zeros and its perplexity equal to the search's fitness.
  */
+import { searchFixture } from './support/search-fixture.ts';
+import { sympruneSync } from './support/spawn-cli.ts';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { buildLlama } from '../src/onnx/llama-builder.ts';
-import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
-import { loadModel, saveModel } from '../src/onnx/model-io.ts';
+import { loadModel } from '../src/onnx/model-io.ts';
 import { PerplexityEvaluator } from '../src/eval/perplexity.ts';
 import { parseAllocationExpr } from '../src/search-space/index.ts';
 import { structuredTokens } from './support/token-stream.ts';
@@ -24,12 +23,7 @@ import { assertRefusal, CliRunner } from './support/cli-runner.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-alloc-search-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-const cfg = { vocabSize: 64, dim: 32, layers: 4, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
-const ready = (async () => {
-  await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 3, 0.2)), join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'fit.bin'), structuredTokens(4096, 1));
-  writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
-})();
+const { ready } = searchFixture(dir, { layers: 4, weightSeed: 3, fitTokens: 4096, calibTokens: 4096 });
 
 const data = ['--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32'];
 const METRIC = 'mul(W,sqrt(X))';
@@ -37,7 +31,7 @@ const searchArgs = (db: string, extra: string[] = []) => [
   'search', '--model', dir, ...data, '--seed', '3', '--evolve', 'allocation', '--metric', METRIC, '--owl-lambda', '0.1', '--sparsity', '0.6', '--seed-known',
   '--population', '6', '--iterations', '6', '--batch', '2', '--eval-tokens', '1024', '--baselines', 'wanda', '--db', db, '--json', ...extra,
 ];
-const cli = (args: string[]) => spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8' });
+const cli = (args: string[]) => sympruneSync(args);
 
 test('an allocation search runs, logs, resumes, exports; prune applies the export', async () => {
   await ready;

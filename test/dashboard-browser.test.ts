@@ -11,15 +11,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { chromium, type Page } from 'playwright-core';
-import { buildLlama } from '../src/onnx/llama-builder.ts';
-import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
-import { saveModel } from '../src/onnx/model-io.ts';
-import { structuredTokens } from './support/token-stream.ts';
+import { searchFixture } from './support/search-fixture.ts';
 import { openSources, closeSources } from '../src/dashboard/sources.ts';
 import { startDashboard } from '../src/dashboard/server.ts';
 import { makeFixture, WORKERS, XSS_BASELINE, XSS_ERROR, XSS_HOST, XSS_METRIC, XSS_MODEL } from './dashboard-fixture.ts';
@@ -27,10 +24,7 @@ import { makeFixture, WORKERS, XSS_BASELINE, XSS_ERROR, XSS_HOST, XSS_METRIC, XS
 const CHROMIUM = '/usr/bin/chromium';
 const REFERENCE = 'runs/reference/search.sqlite';
 const dir = mkdtempSync(join(tmpdir(), 'symprune-dash-browser-'));
-const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
-await saveModel(buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2)), join(dir, 'model.onnx'));
-writeFileSync(join(dir, 'fit.bin'), structuredTokens(8192, 1));
-writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
+await searchFixture(dir, { fitTokens: 8192, calibTokens: 4096 }).ready;
 
 const search = (db: string, iterations: number, extra: string[] = []) => [
   'bin/symprune.mjs', 'search', '--model', dir, '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'),

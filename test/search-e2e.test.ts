@@ -3,15 +3,13 @@
  * real onnxruntime sessions, a real SQLite file. The run is SIGKILLed part way, resumed,
  * and compared with an uninterrupted run of the same seed.
  */
+import { searchFixture } from './support/search-fixture.ts';
+import { sympruneSync } from './support/spawn-cli.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildLlama } from '../src/onnx/llama-builder.ts';
-import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
-import { saveModel } from '../src/onnx/model-io.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { encodeModel } from '../src/onnx/proto.ts';
 import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
@@ -21,21 +19,12 @@ import { parseMetric } from '../src/search-space/parse.ts';
 import { assertConsistent, dump, sameSearch, searchKilledAt } from './support/search-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-'));
-const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
-const model = buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2));
-
-const ready = (async () => {
-  await saveModel(model, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'fit.bin'), structuredTokens(8192, 1));
-  writeFileSync(join(dir, 'calib.bin'), structuredTokens(4096, 2));
-})();
+const { model, ready } = searchFixture(dir, { fitTokens: 8192, calibTokens: 4096 });
 
 const base = ['--model', dir, '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--nsamples', '8', '--seqlen', '32', '--seed', '5'];
 const searchArgs = (db: string, extra: string[] = []) => ['search', ...base, '--population', '10', '--eval-tokens', '4096', '--iterations', '24', '--batch', '2', '--db', db, '--json', ...extra];
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
-}
+const cli = sympruneSync;
 
 test('a search killed with SIGKILL and resumed loses nothing and matches an uninterrupted run', async () => {
   await ready;

@@ -5,15 +5,13 @@
  * setting (same seed, same data), the baselines likewise; and a candidate whose masks equal an
  * earlier one's at one setting only takes that setting's perplexity from it and pays the other.
  */
+import { searchFixture } from './support/search-fixture.ts';
+import { sympruneSync } from './support/spawn-cli.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildLlama } from '../src/onnx/llama-builder.ts';
-import { initLlamaWeights } from '../src/onnx/llama-weights.ts';
-import { saveModel } from '../src/onnx/model-io.ts';
 import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
 import { writeStatsFile } from '../src/prune/stats-file.ts';
 import { runSearch, type RequestedSettings } from '../src/search/run.ts';
@@ -21,17 +19,13 @@ import { settingsFields } from '../src/search/settings.ts';
 import { openDatabase } from '../src/store/schema.ts';
 import { baselineRows, baselines, featureRows, fidelityPairs, leaderboard } from '../src/store/queries.ts';
 import type { BaselineInput } from '../src/store/store.ts';
-import { structuredTokens } from './support/token-stream.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-robust-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
-const cfg = { vocabSize: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 64, maxPositions: 64, ropeTheta: 10000, normEps: 1e-5 };
-const model = buildLlama(cfg, initLlamaWeights(cfg, 1, 0.2));
+const { model, ready: files } = searchFixture(dir, { fitTokens: 4096, calibTokens: 2048 });
 
 const ready = (async () => {
-  await saveModel(model, join(dir, 'model.onnx'));
-  writeFileSync(join(dir, 'fit.bin'), structuredTokens(4096, 1));
-  writeFileSync(join(dir, 'calib.bin'), structuredTokens(2048, 2));
+  await files;
   // G = |W| + (1 + its group of 4 inputs): within every N:M group G orders weights as |W|
   // does (the trees W and G prune alike at 2:4), across a row it orders them by group (they
   // prune differently when unstructured).
@@ -214,7 +208,7 @@ test('equal masks at one setting: that perplexity is taken from the earlier cand
 test('the CLI over two settings: --sparsity x --pattern, report, export, and a resume that names other settings refused', async () => {
   await ready;
   const db = join(dir, 'cli.sqlite');
-  const cli = (args: string[]) => spawnSync(process.execPath, ['bin/symprune.mjs', ...args], { encoding: 'utf8' });
+  const cli = (args: string[]) => sympruneSync(args);
   const flags = ['--sparsity', '0.6', '--pattern', 'unstructured,2:4'];
   const r = cli(['search', '--model', join(dir, 'model.onnx'), '--fitness-data', join(dir, 'fit.bin'), '--data', join(dir, 'calib.bin'), '--stats', join(dir, 'stats.safetensors'), '--nsamples', '4', '--seqlen', '32',
     '--population', '4', '--iterations', '2', '--batch', '2', '--workers', '1', '--eval-tokens', '512', '--baselines', 'magnitude,sparsegpt', ...flags, '--db', db, '--json']);

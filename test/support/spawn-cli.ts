@@ -1,5 +1,5 @@
 /** Run the real `symprune` command in its own process, as a user would, from the repository root. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -22,4 +22,9 @@ export function symprune(...args: string[]): Promise<CliRun> {
     p.on('error', reject);
     p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** `symprune ARGS` to its end, synchronously (spawnSync's result: status, stdout, stderr). */
+export function sympruneSync(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env } });
 }

@@ -76,13 +76,25 @@ test('baselines of a model over --max-memory: each row pruned and evaluated bloc
   assert.ok(whole.methods.every((m) => Math.abs(m.sparsity - 0.5) < 0.01 && m.ppl !== whole.dense.ppl), 'every row pruned half the weights');
 });
 
-test('search on a model it would not fit in memory: one line with the figure, before any file is made', async () => {
-  const db = path.join(tmp, 'search', 'run.sqlite');
-  const r = await symprune('search', '--model', onnxDir, '--db', db, '--workers', '2', '--max-memory', '100K');
+test('search on an ONNX model with external data over --max-memory: candidates evaluated block by block, the run of the same search in memory', async () => {
+  const run = (name: string, ...extra: string[]) =>
+    json('search', '--model', onnxDir, '--db', path.join(tmp, 'search', `${name}.sqlite`), '--fitness-data', calibBin, '--eval-tokens', '640', ...CAL, '--population', '4', '--generations', '1', '--batch', '2', '--seed', '3', '--terminals', 'W,X', '--baselines', 'magnitude', '--workers', '1', '--json', ...extra);
+  const whole = await run('whole');
+  const streamed = await run('streamed', '--max-memory', '900K');
+  assert.equal(streamed.status, 'finished');
+  assert.equal(streamed.best, whole.best);
+  assert.equal(streamed.individuals, whole.individuals);
+  assert.deepEqual(streamed.evaluations, whole.evaluations);
+  assert.ok(Math.abs((streamed.ppl as number) - (whole.ppl as number)) <= 1e-5 * (whole.ppl as number), `${streamed.ppl} vs ${whole.ppl}`);
+});
+
+test('search on a model that does not fit even block by block: one line with the figure, nothing left behind', async () => {
+  const db = path.join(tmp, 'search-refused', 'run.sqlite');
+  const r = await symprune('search', '--model', onnxDir, '--db', db, '--fitness-data', calibBin, ...CAL, '--workers', '2', '--max-memory', '100K');
   assert.equal(r.code, 2, r.stderr);
-  assert.match(r.stderr.trim(), /^symprune: search keeps the model in memory, about [\d.]+ MiB with 2 local worker threads \([\d.]+ MiB of float32 weights\), over --max-memory 0\.1 MiB; use fewer --workers/);
+  assert.match(r.stderr.trim(), /^symprune: search block by block still holds about [\d.]+ MiB \(one decoder block, the hidden states of \d+ windows of 16 tokens\), over --max-memory 0\.1 MiB; use fewer --eval-tokens or --nsamples/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
-  assert.ok(!fs.existsSync(path.join(tmp, 'search')), 'nothing written');
+  assert.ok(!fs.existsSync(path.join(tmp, 'search-refused')), 'nothing written');
 });
 
 test('prune of an ONNX model with external data block by block writes the model pruning in memory writes, and evaluates it', async () => {

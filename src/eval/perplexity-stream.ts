@@ -10,7 +10,8 @@
  */
 import os from 'node:os';
 import { InputError } from '../errors.ts';
-import { DataType, type ModelProto } from '../onnx/proto.ts';
+import { DataType, type ModelProto, type TensorProto } from '../onnx/proto.ts';
+import type { SegmentSpec } from '../onnx/block-split.ts';
 import { findValueInfo, valueInfoDims } from '../onnx/graph-edit.ts';
 import { valueInfo } from '../onnx/graph-build.ts';
 import { SegmentStream, type StreamOptions } from '../onnx/segment-stream.ts';
@@ -63,6 +64,10 @@ export interface StreamedEvalOptions extends StreamOptions {
   maxTokens?: number;
   /** Called after each segment (prelude, blocks, tail). */
   onProgress?: (segmentsDone: number, segmentsTotal: number) => void;
+  /** A segment's initializers with their bytes, when not the source's own (e.g. a block's pruned weights). */
+  tensorsFor?: (spec: SegmentSpec) => Promise<TensorProto[] | undefined>;
+  /** Called after every batch of every segment; may throw to stop (a task past its time limit). */
+  onBatch?: () => void;
 }
 
 /** Perplexity over non-overlapping windows, block by block. */
@@ -85,13 +90,15 @@ export async function streamedPerplexity(source: WeightSource, tokens: Int32Arra
   const stream = new SegmentStream(source, windows, { ...opts, batchSize: opts.batchSize ?? 4 });
   const total = stream.plan.segments.length;
   let done = 0;
+  const onBatch = opts.onBatch ? () => opts.onBatch!() : undefined;
   for (const spec of stream.plan.segments.slice(0, -1)) {
-    await stream.run(spec);
+    await stream.run(spec, { tensors: await opts.tensorsFor?.(spec), onBatch });
     opts.onProgress?.(++done, total);
   }
   const logitsType = findValueInfo(source.model, 'logits')?.type?.tensorType?.elemType ?? DataType.FLOAT;
   let sum = 0;
   await stream.run(stream.tail, {
+    tensors: await opts.tensorsFor?.(stream.tail),
     tokenInputs: ['input_ids'],
     advance: false,
     transform: (m) => {
@@ -99,7 +106,10 @@ export async function streamedPerplexity(source: WeightSource, tokens: Int32Arra
       m.graph!.output = [valueInfo(NLL, DataType.FLOAT, ['batch', 'seq', 1])];
       return m;
     },
-    onBatch: (_, out, b) => (sum += sumNll(out[NLL]!.data as Float32Array, b, seqlen)),
+    onBatch: (_, out, b) => {
+      sum += sumNll(out[NLL]!.data as Float32Array, b, seqlen);
+      opts.onBatch?.();
+    },
   });
   opts.onProgress?.(++done, total);
   const predicted = count * (seqlen - 1);

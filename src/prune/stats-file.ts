@@ -109,21 +109,21 @@ export function writeSafetensors(file: string, shapes: Array<{ name: string; sha
 }
 
 /**
- * Write `L.G` [out, in] and `L.X` [in] for every layer. `get` is called once per layer
+ * Write `L.G` [out, in] and `L.X` [in] for every layer (only the `kinds` asked for). `get` is called once per layer
  * in order, so statistics can be produced or loaded one layer at a time.
  */
-export function writeStatsFile(file: string, layers: LayerShape[], get: (layer: LayerShape) => LayerStats, metadata: Record<string, string> = {}): void {
+export function writeStatsFile(file: string, layers: LayerShape[], get: (layer: LayerShape) => LayerStats, metadata: Record<string, string> = {}, kinds: StatsNeed = { G: true, X: true }): void {
   const shapes: Array<{ name: string; shape: number[] }> = [];
   for (const l of layers) {
-    shapes.push({ name: statName(l.name, 'G'), shape: [l.out, l.in] });
-    shapes.push({ name: statName(l.name, 'X'), shape: [l.in] });
+    if (kinds.G) shapes.push({ name: statName(l.name, 'G'), shape: [l.out, l.in] });
+    if (kinds.X) shapes.push({ name: statName(l.name, 'X'), shape: [l.in] });
   }
   function* gen(): Generator<NamedTensor> {
     for (const l of layers) {
       const s = get(l);
-      if (!s.G || !s.X) throw new Error(`writeStatsFile: layer ${l.name} lacks ${!s.G ? 'G' : 'X'}`);
-      yield { name: statName(l.name, 'G'), shape: [l.out, l.in], data: s.G };
-      yield { name: statName(l.name, 'X'), shape: [l.in], data: s.X };
+      if ((kinds.G && !s.G) || (kinds.X && !s.X)) throw new Error(`writeStatsFile: layer ${l.name} lacks ${kinds.G && !s.G ? 'G' : 'X'}`);
+      if (kinds.G) yield { name: statName(l.name, 'G'), shape: [l.out, l.in], data: s.G! };
+      if (kinds.X) yield { name: statName(l.name, 'X'), shape: [l.in], data: s.X! };
     }
   }
   writeSafetensors(file, shapes, gen(), metadata);
@@ -178,11 +178,11 @@ export class LayerStatsFile {
     return this.st.file;
   }
 
-  /** G and X of one layer (null for kinds the file does not hold). */
-  get(layer: string): LayerStats {
+  /** G and X of one layer (null for kinds the file does not hold, or `want` leaves out). */
+  get(layer: string, want: Partial<StatsNeed> = {}): LayerStats {
     return {
-      G: this.has.G ? this.st.read(statName(layer, 'G')) : null,
-      X: this.has.X ? this.st.read(statName(layer, 'X')) : null,
+      G: this.has.G && want.G !== false ? this.st.read(statName(layer, 'G')) : null,
+      X: this.has.X && want.X !== false ? this.st.read(statName(layer, 'X')) : null,
     };
   }
 

@@ -2,6 +2,15 @@
  * Perplexity of each baseline on the fitness data at the full budget, in the same harness
  * as the candidates (one-shot dense statistics), once per run.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { InputError } from '../errors.ts';
+import { resolveModel } from '../model/load.ts';
+import { openModelSource } from '../model/source.ts';
+import { pruneModelSource } from '../prune/prune-file.ts';
+import { streamedPerplexity } from '../eval/perplexity-stream.ts';
+import { STREAMED_BATCH } from './streamed-setup.ts';
 import { cloneModel, findInitializer } from '../onnx/graph-edit.ts';
 import { tensorToFloat32 } from '../onnx/tensor.ts';
 import { baselineMethod } from '../prune/baselines.ts';
@@ -22,6 +31,8 @@ export async function runBaselines(
   data: PreparedData,
   tokenizerPath: string | undefined,
   log: (l: string) => void,
+  /** The model file (read again block by block for SparseGPT when the run is searched block by block). */
+  modelPath?: string,
 ): Promise<void> {
   // One row per method and setting; a run of several settings reports their geometric mean as well (queries.baselines).
   const settings = data.settings;
@@ -62,6 +73,11 @@ export async function runBaselines(
       ? data.windows
       : await loadCalibrationWindows({ data: s.calibData, nsamples: s.nsamples, seqlen: s.seqlen, tokenizerPath, vocabSize: modelVocabSize(data.model), seed: CALIBRATION_SEED });
     for (const x of pending('sparsegpt')) {
+      if (data.streamed) {
+        const r = await streamedSparseGpt(modelPath!, data, x, windows, s);
+        record('sparsegpt', x, r.outcome, r.pruneSeconds);
+        continue;
+      }
       const t0 = performance.now();
       const m = cloneModel(data.model);
       await pruneModel(m, { method: baselineMethod('sparsegpt'), sparsity: x.sparsity, pattern: x.patternSpec, calibration: 'one-shot', windows, layers: data.layers, ...(x.blockSparsity.size ? { blockSparsity: x.blockSparsity } : {}) });
@@ -81,4 +97,35 @@ export async function runBaselines(
   }
   for (const b of store.baselines()) if (todo.includes(b.method)) log(`  ${b.method}${several ? ` at ${settingLabel(b)}` : ''}: ${b.ppl === null ? b.error : b.ppl.toFixed(3)}`);
   if (several) for (const b of baselines(store.db, store.runId)) if (todo.includes(b.method)) log(`  ${b.method}, geometric mean over the settings: ${b.ppl === null ? b.error : b.ppl.toFixed(3)}`);
+}
+
+/**
+ * SparseGPT on a model searched block by block: pruned from the model file block by block
+ * into a scratch ONNX file (one-shot, as the candidates), evaluated block by block on the
+ * fitness tokens, removed.
+ */
+async function streamedSparseGpt(modelPath: string, data: PreparedData, x: PreparedSetting, windows: Int32Array[], s: SearchSettings): Promise<{ outcome: TaskOutcome<PplReply>; pruneSeconds: number }> {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'symprune-search-sparsegpt-'));
+  const source = await openModelSource(resolveModel(modelPath));
+  const t0 = performance.now();
+  try {
+    const file = path.join(scratch, 'model.onnx');
+    // A budget of 0 keeps pruneModelSource block by block, writing the pruned blocks to `file`.
+    await pruneModelSource(source, file, { method: baselineMethod('sparsegpt'), sparsity: x.sparsity, pattern: x.patternSpec, calibration: 'one-shot', windows, layers: data.layers, maxMemory: 0 });
+    const pruneSeconds = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
+    const pruned = await openModelSource(resolveModel(file));
+    try {
+      const r = await streamedPerplexity(pruned, data.tokens, { seqlen: s.seqlen, maxTokens: s.evalTokens, batchSize: STREAMED_BATCH });
+      return { outcome: { status: 'ok', value: { ppl: r.ppl, nll: r.nll, tokens: r.tokens, worker: 0, seconds: r.seconds }, seconds: (performance.now() - t1) / 1000 }, pruneSeconds };
+    } finally {
+      await pruned.close();
+    }
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    return { outcome: { status: 'error', error: ((e as Error).message ?? String(e)).split('\n')[0]!, seconds: 0 }, pruneSeconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await source.close();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
 }

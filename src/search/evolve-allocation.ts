@@ -55,7 +55,7 @@ export class AllocationCandidates {
     private readonly data: PreparedData,
   ) {
     this.metric = parseMetric(search.metric);
-    const X = new Map(data.workerInit.layers.map((l) => [l.name, l.X!]));
+    const X = new Map(data.workerInit!.layers.map((l) => [l.name, l.X!]));
     this.blocks = blockStatistics(data.layers, (l) => readLayerWeight(data.model, l), (l) => X.get(l.name)!, search.m);
   }
 

@@ -25,8 +25,10 @@ import { WorkerLog } from '../store/workers.ts';
 import { runBaselines } from './baselines.ts';
 import { AllocationCandidates } from './evolve-allocation.ts';
 import { evolve, type StepProgress } from './evolve.ts';
-import { localRunner, type Fault, type RunnerFactory } from './runners.ts';
-import { checkSearchMemory } from './memory.ts';
+import { localRunner, streamedRunner, type Fault, type RunnerFactory } from './runners.ts';
+import { planSearchMemory } from './memory.ts';
+import { checkStreamedRun, prepareStreamedData } from './streamed-setup.ts';
+import { defaultWorkers } from '../eval/pool.ts';
 import { openRun, prepareData, versions, type DataHashes, type OpenedRun } from './setup.ts';
 import { modelSha256 as modelHash, resolveModel } from '../model/load.ts';
 import { FIELD_NAMES, SEARCH_DEFAULTS, checkSettings, shortTokens, type GpOptions, type SearchSettings, type Setting, type SettingNames } from './settings.ts';
@@ -49,7 +51,7 @@ export interface SearchOptions {
   gp?: GpOptions;
   /** Where candidates are evaluated (default: the local pool with `workers` threads). */
   runner?: RunnerFactory;
-  /** Memory budget in bytes (--max-memory): a model the search would not fit in is refused before any work. */
+  /** Memory budget in bytes (--max-memory): a model the local pool would not fit in is searched block by block (memory.ts). */
   maxMemory?: number;
   /** Threads of the default local pool (default: one per core). */
   workers?: number;
@@ -112,15 +114,17 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   if (o.workers !== undefined && !(Number.isInteger(o.workers) && o.workers >= 1)) throw new InputError(`${names.workers} ${o.workers}: must be a positive integer`);
   if (o.taskTimeout !== undefined && !(o.taskTimeout > 0)) throw new InputError(`${names.taskTimeout} ${o.taskTimeout}: must be a positive number of seconds`);
   if (resume && !existsSync(o.db)) throw new InputError(`${o.db}: no such database, so no run to resume; leave out ${names.resume} to start one`);
-  const factory = o.runner ?? localRunner(o.workers, o.fault ?? null);
-
   const model = o.model ?? (resume ? storedModel(o.db) : undefined);
   if (!model) throw new InputError(resume ? `${o.db}: no run to resume; leave out ${names.resume} to start one` : 'a new search needs a model');
-  await checkSearchMemory(model.modelPath, factory.localThreads, o.maxMemory ?? Infinity, names);
+  // The local pool holds the model in every thread; a model that does not fit is searched block by block.
+  const maxMemory = o.maxMemory ?? Infinity;
+  const plan = await planSearchMemory(model.modelPath, { threads: o.runner ? o.runner.localThreads : (o.workers ?? defaultWorkers()), maxMemory, queue: !!o.runner, flags: names, log });
+  const factory = o.runner ?? (plan.kind === 'memory' ? localRunner(plan.threads, o.fault ?? null) : streamedRunner());
   const modelSha256 = await modelHash(resolveModel(model.modelPath));
   const requested: Partial<Omit<SearchSettings, 'settings'>> & { settings?: Setting[] | null } = { ...o.settings, ...(o.gp ? { gp: o.gp } : {}), ...(!resume ? { modelSha256 } : {}) }; // a resumed run's model is compared below, whichever way it was named
   const full: SearchSettings | null = resume ? null : newSettings(requested, modelSha256, factory.parallelism);
   if (full) checkSettings(full, names); // the whole configuration, before the database is created
+  if (full && plan.kind === 'streamed') await checkStreamedRun(model.modelPath, full, maxMemory, names);
   // One writer per database: the lock is held from before the run is looked up until the end.
   // Only the lock holder may remove a database it created (never another writer's).
   const madeDirs = makeDirs(dirname(resolve(o.db)));
@@ -161,7 +165,11 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
       if (stored.fitness && stored.fitness !== h.fitness) throw new InputError(`${names.resume}: the fitness data ${settings.fitnessData} changed since run ${store.runId} started (token hash differs)`);
       if (stored.stats && stored.stats !== h.stats) throw new InputError(`${names.resume}: the statistics file ${settings.stats} changed since run ${store.runId} started (sha256 differs)`);
     };
-    const data = await prepareData(settings, { modelPath: model.modelPath, tokenizerPath: model.tokenizerPath, dbPath: o.db }, { log, names, checkHashes, onProgress: (stage, done, total) => o.onProgress?.({ kind: 'statistics', stage, done, total }) });
+    const paths = { modelPath: model.modelPath, tokenizerPath: model.tokenizerPath, dbPath: o.db };
+    const prepare = { log, names, checkHashes, onProgress: (stage: 'G' | 'X', done: number, total: number) => o.onProgress?.({ kind: 'statistics', stage, done, total }) };
+    if (opened.resumed && plan.kind === 'streamed') await checkStreamedRun(model.modelPath, settings, maxMemory, names);
+    const data = plan.kind === 'streamed' ? await prepareStreamedData(settings, paths, prepare) : await prepareData(settings, paths, prepare);
+    if (plan.kind === 'streamed') log(`searching block by block, one candidate at a time with one decoder block in memory: ${plan.why}`);
     const tokHash = data.hashes.fitness;
     if (!opened.resumed) store = opened.create({ ...data.hashes });
     store.setStatus('running');
@@ -183,7 +191,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
       store.addBaseline({ method: 'dense', pattern: settings.pattern, sparsity: 0, split: settings.fitnessData, tokens: d0.value.tokens, ppl: d0.value.ppl, seconds: d0.seconds });
     log(`dense perplexity on ${settings.fitnessData}: ${d0.value.ppl.toFixed(3)} over ${d0.value.tokens} tokens (${d0.seconds.toFixed(2)} s per evaluation); time limit per task ${timeoutS.toFixed(0)} s`);
 
-    await runBaselines(runner, store, settings, data, model.tokenizerPath, log);
+    await runBaselines(runner, store, settings, data, model.tokenizerPath, log, model.modelPath);
     // An allocation search: candidates are allocation expressions, pruning with the run's fixed metric.
     const allocation = settings.evolveAllocation ? new AllocationCandidates(settings.evolveAllocation, settings.sparsity, data) : null;
     await allocation?.baselines(runner, store, settings, log);

@@ -5,6 +5,11 @@ import { QueueRunner, redisConnection, type WorkerWatch } from '../eval/queue.ts
 import type { TaskOutcome, TaskRunner } from '../eval/task-runner.ts';
 import type { WorkerInit, WorkerTask } from '../eval/worker.ts';
 import { settingSpecs, type PreparedData } from './setup.ts';
+import { STREAMED_BATCH } from './streamed-setup.ts';
+import { StreamedCandidates } from '../eval/streamed-candidates.ts';
+import { LayerStatsFile } from '../prune/stats-file.ts';
+import { openModelSource } from '../model/source.ts';
+import { resolveModel } from '../model/load.ts';
 import type { SearchSettings } from './settings.ts';
 
 /** What a runner is started for: the run's prepared data and settings. */
@@ -39,8 +44,31 @@ export function localRunner(threads = defaultWorkers(), fault: Fault | null = nu
     parallelism: threads,
     localThreads: threads,
     async start(job) {
+      if (!job.data.workerInit) throw new Error('localRunner: the run is searched block by block (use streamedRunner)');
       const workerData: WorkerInit = { ...job.data.workerInit, fault: fault ? { ...fault, counter: new Int32Array(new SharedArrayBuffer(4)) } : null };
       return new EvalPool({ filename: WORKER_FILE, workerData, threads, taskTimeoutMs: 0 });
+    },
+  };
+}
+
+/**
+ * A model over the memory budget: one evaluator in this process, holding one decoder block
+ * at a time (streamed-candidates.ts), with `threads` onnxruntime threads (default: all cores).
+ */
+export function streamedRunner(threads?: number): RunnerFactory {
+  return {
+    parallelism: 1,
+    localThreads: 0,
+    async start(job) {
+      const source = await openModelSource(resolveModel(job.modelPath));
+      try {
+        const stats = LayerStatsFile.open(job.data.statsFile, job.data.layers, { G: false, X: true });
+        const settings = job.data.settings.map((x) => ({ sparsity: x.sparsity, pattern: x.patternSpec, ...(x.layerSparsity ? { layerSparsity: x.layerSparsity } : {}) }));
+        return new StreamedCandidates({ source, layers: job.data.layers, stats, tokens: job.data.tokens, seqlen: job.settings.seqlen, settings, threads, batchSize: STREAMED_BATCH });
+      } catch (e) {
+        await source.close();
+        throw e;
+      }
     },
   };
 }
@@ -55,7 +83,7 @@ export async function jobSpec(job: RunnerJob): Promise<JobSpec> {
     seqlen: s.seqlen,
     sparsity: s.sparsity,
     pattern: s.pattern,
-    ...(job.data.workerInit.layerSparsity ? { layerSparsity: job.data.workerInit.layerSparsity } : {}),
+    ...(job.data.settings[0]?.layerSparsity ? { layerSparsity: job.data.settings[0].layerSparsity } : {}),
     ...(job.data.settings.length > 1 ? { settings: settingSpecs(job.data.settings) } : {}),
   };
 }

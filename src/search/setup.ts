@@ -103,7 +103,10 @@ export interface PreparedData {
   pattern: Pattern;
   tokens: Int32Array;
   windows: Int32Array[];
-  workerInit: WorkerInit;
+  /** The local threads' shared data; null when the model is searched block by block. */
+  workerInit: WorkerInit | null;
+  /** Searched block by block (over the memory budget): `model` is the graph, its weights stay on disk. */
+  streamed: boolean;
   /** Sparsity per decoder block under the run's allocation (uniform: empty), at the first setting. */
   blockSparsity: Map<number, number>;
   /** Every setting of the run, in order, with its allocation. */
@@ -124,27 +127,24 @@ export interface PreparedSetting extends Setting {
   layerSparsity?: number[];
 }
 
+/** What preparing a run is told: the files, and how to report. */
+export interface PrepareOptions {
+  threads?: number;
+  batchSize?: number;
+  log?: (msg: string) => void;
+  onProgress?: (stage: 'G' | 'X', done: number, total: number) => void;
+  names?: SettingNames;
+  /** Called with the fitness tokens' and the user's statistics file's sha256 before any statistics are computed (a resumed run refuses changed data here). */
+  checkHashes?: (hashes: DataHashes) => void;
+}
+
+export type PreparePaths = { modelPath: string; tokenizerPath?: string; dbPath: string };
+
 /**
- * Load the model, compute or reuse the dense statistics, and build the workers' shared data.
- * The statistics are one-shot (dense model) and cached as `<db>.stats.safetensors` beside
- * the database, keyed by the model hash and the calibration settings: a resumed run
- * reads them back instead of recomputing them.
+ * The checks of a run's settings against its model (positions, N:M widths), its prunable
+ * layers and its fitness tokens with their hashes (checked by `checkHashes`).
  */
-export async function prepareData(
-  s: SearchSettings,
-  paths: { modelPath: string; tokenizerPath?: string; dbPath: string },
-  opts: {
-    threads?: number;
-    batchSize?: number;
-    log?: (msg: string) => void;
-    onProgress?: (stage: 'G' | 'X', done: number, total: number) => void;
-    names?: SettingNames;
-    /** Called with the fitness tokens' and the user's statistics file's sha256 before any statistics are computed (a resumed run refuses changed data here). */
-    checkHashes?: (hashes: DataHashes) => void;
-  },
-): Promise<PreparedData> {
-  const log = opts.log ?? (() => {});
-  const model = await loadModelGraph(resolveModel(paths.modelPath));
+export async function runInputs(model: ModelProto, s: SearchSettings, paths: PreparePaths, opts: PrepareOptions): Promise<{ layers: PrunableLayer[]; pattern: Pattern; vocabSize: number | undefined; tokens: Int32Array; hashes: DataHashes }> {
   const maxPositions = graphMaxPositions(model);
   if (maxPositions !== undefined && s.seqlen > maxPositions) throw new InputError(`${(opts.names ?? FIELD_NAMES).seqlen} ${s.seqlen}: the model has ${maxPositions} positions; use at most ${maxPositions}`);
   const layers = prunableLayers(model);
@@ -160,10 +160,29 @@ export async function prepareData(
   if (tokens.length < s.seqlen + 1) throw new InputError(`${(opts.names ?? FIELD_NAMES).fitnessData} ${s.fitnessData}: ${tokens.length} tokens, fewer than one window of ${s.seqlen + 1}`);
   const hashes: DataHashes = { fitness: tokensSha256(tokens), ...(s.stats ? { stats: await statsFileSha256(s.stats, (opts.names ?? FIELD_NAMES).stats) } : {}) };
   opts.checkHashes?.(hashes);
+  return { layers, pattern, vocabSize, tokens, hashes };
+}
 
-  const cacheFile = join(dirname(resolve(paths.dbPath)), `${basename(paths.dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
-  // `G` says where G came from, so a cache completed from a user's file never passes for computed statistics.
-  const meta = { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot', G: s.stats ?? 'computed' };
+/**
+ * The run's statistics cache beside the database and what it must have been made for.
+ * `G` says where G came from, so a cache completed from a user's file never passes for computed statistics.
+ */
+export function statsCache(s: SearchSettings, dbPath: string, g: string = s.stats ?? 'computed'): { file: string; meta: Record<string, string> } {
+  const file = join(dirname(resolve(dbPath)), `${basename(dbPath).replace(/\.[^.]*$/, '')}.stats.safetensors`);
+  return { file, meta: { model: s.modelSha256, data: s.calibData, nsamples: String(s.nsamples), seqlen: String(s.seqlen), seed: String(CALIBRATION_SEED), mode: 'one-shot', G: g } };
+}
+
+/**
+ * Load the model, compute or reuse the dense statistics, and build the workers' shared data.
+ * The statistics are one-shot (dense model) and cached as `<db>.stats.safetensors` beside
+ * the database, keyed by the model hash and the calibration settings: a resumed run
+ * reads them back instead of recomputing them.
+ */
+export async function prepareData(s: SearchSettings, paths: PreparePaths, opts: PrepareOptions): Promise<PreparedData> {
+  const log = opts.log ?? (() => {});
+  const model = await loadModelGraph(resolveModel(paths.modelPath));
+  const { layers, pattern, vocabSize, tokens, hashes } = await runInputs(model, s, paths, opts);
+  const { file: cacheFile, meta } = statsCache(s, paths.dbPath);
   const t0 = performance.now();
   // A user's --stats file is read as it is; otherwise a cache made for this model and these
   // calibration settings is reused, and anything else is recomputed.
@@ -198,7 +217,7 @@ export async function prepareData(
   const first = settings[0]!;
   const several = settings.length > 1 ? { settings: settingSpecs(settings) } : {};
   const workerInitData = workerInit(model, layers, { G, X }, tokens, { ...s, layerSparsity: first.layerSparsity, ...several });
-  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, blockSparsity: first.blockSparsity, settings, statsFile, statsCached: cached, statsSeconds, hashes };
+  return { model, layers, pattern, tokens, windows, workerInit: workerInitData, streamed: false, blockSparsity: first.blockSparsity, settings, statsFile, statsCached: cached, statsSeconds, hashes };
 }
 
 /** The settings as a job names them (JSON for workers anywhere). */
@@ -218,7 +237,7 @@ async function statsFileSha256(file: string, flag: string): Promise<string> {
 }
 
 /** True when the cache file exists and was made for exactly these settings. */
-function cachedStatsMatch(file: string, meta: Record<string, string>): boolean {
+export function cachedStatsMatch(file: string, meta: Record<string, string>): boolean {
   if (!existsSync(file) || !statSync(file).isFile()) return false;
   try {
     const raw = SafetensorsFile.open(file);

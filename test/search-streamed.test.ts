@@ -1,0 +1,174 @@
+/**
+ * A search on a model over its memory budget evaluates candidates block by block
+ * (src/eval/streamed-candidates.ts) instead of refusing: with a fixed seed it must give the
+ * individuals, mask fingerprints, evaluations and baselines of the same search in memory
+ * (perplexities within 1e-5 relative), on an ONNX model (two settings, G and X from a
+ * statistics file) and on a bfloat16 Hugging Face folder (X computed block by block, SparseGPT
+ * among the baselines). Real worker threads, onnxruntime and SQLite on tiny models.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { searchFixture, TINY } from './support/search-fixture.ts';
+import { structuredTokens } from './support/token-stream.ts';
+import { makeCheckpoint } from './support/hf-checkpoint.ts';
+import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
+import { writeStatsFile } from '../src/prune/stats-file.ts';
+import { runSearch, type RequestedSettings } from '../src/search/run.ts';
+import { searchMemoryBytes, streamedSearchBytes } from '../src/search/memory.ts';
+import { STREAMED_BATCH } from '../src/search/streamed-setup.ts';
+import { settingsFields } from '../src/search/settings.ts';
+import { resolveModel } from '../src/model/load.ts';
+import { openModelSource } from '../src/model/source.ts';
+import { openDatabase } from '../src/store/schema.ts';
+import type { GpOptions } from '../src/search/settings.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'symprune-search-streamed-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+const onnxDir = join(dir, 'onnx');
+const hfDir = join(dir, 'hf');
+mkdirSync(onnxDir);
+const { model, ready: onnxReady } = searchFixture(onnxDir, { fitTokens: 4096, calibTokens: 2048 });
+const ready = (async () => {
+  await onnxReady;
+  // Statistics with G: both runs read the same G and X, so their masks are the same bits.
+  const layers = discoverLayers(model);
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  writeStatsFile(join(onnxDir, 'stats.safetensors'), layers, (l) => {
+    const w = readLayerWeight(model, byName.get(l.name)!);
+    return { G: w.map((v, i) => Math.abs(v) * (1 + (i % 7) * 0.1)), X: Float32Array.from({ length: l.in }, (_, c) => 1 + (c % 5) * 0.3) };
+  });
+  await makeCheckpoint(hfDir, { ...TINY, layers: 3 }, { dtype: 'BF16', seed: 5 });
+  writeFileSync(join(hfDir, 'fit.bin'), structuredTokens(4096, 1));
+  writeFileSync(join(hfDir, 'calib.bin'), structuredTokens(2048, 2));
+})();
+
+const EVAL_TOKENS = 1024;
+const SEQLEN = 32;
+const NSAMPLES = 4;
+
+/** A budget the local pool does not fit (even one thread) and block by block does. */
+async function streamingBudget(modelDir: string): Promise<number> {
+  const source = await openModelSource(resolveModel(modelDir));
+  try {
+    const weights = 4 * (source.model.graph!.initializer ?? []).reduce((a, t) => a + (t.dims ?? []).reduce((p: number, d) => p * Number(d), 1), 0);
+    const streamed = streamedSearchBytes(source, discoverLayers(source.model), { seqlen: SEQLEN, fitnessWindows: EVAL_TOKENS / SEQLEN, calibrationWindows: NSAMPLES, batchSize: STREAMED_BATCH });
+    const inMemory = searchMemoryBytes(weights, 1);
+    assert.ok(streamed < inMemory, `block by block ${streamed} bytes, in memory ${inMemory}`);
+    return Math.floor((streamed + inMemory) / 2);
+  } finally {
+    await source.close();
+  }
+}
+
+async function search(name: string, modelDir: string, maxMemory: number, settings: RequestedSettings, gp: GpOptions): Promise<{ db: string; lines: string[] }> {
+  const db = join(dir, `${name}.sqlite`);
+  const lines: string[] = [];
+  const sum = await runSearch({
+    db,
+    model: { modelPath: modelDir },
+    settings: {
+      fitnessData: join(modelDir, 'fit.bin'),
+      calibData: join(modelDir, 'calib.bin'),
+      nsamples: NSAMPLES,
+      seqlen: SEQLEN,
+      seed: 7,
+      population: 6,
+      batch: 2,
+      iterations: 6,
+      evalTokens: EVAL_TOKENS,
+      shortFraction: 0.25,
+      ...settings,
+    },
+    gp,
+    workers: 1,
+    maxMemory,
+    log: (l) => lines.push(l),
+  });
+  assert.equal(sum.status, 'finished');
+  return { db, lines };
+}
+
+interface RunView {
+  individuals: { id: number; hash: string; infix: string; fingerprint: string | null; fitness: number; fidelity: string | null }[];
+  evaluations: { individual: number; setting: string; fidelity: string; ppl: number | null; status: string; fingerprint: string | null }[];
+  baselines: { method: string; pattern: string; sparsity: number; ppl: number | null }[];
+}
+
+function read(db: string): RunView {
+  const d = openDatabase(db, { readonly: true });
+  try {
+    return {
+      individuals: d.prepare('SELECT id, hash, infix, fingerprint, fitness, fidelity FROM individuals ORDER BY id').all() as RunView['individuals'],
+      evaluations: d.prepare('SELECT individual, setting, fidelity, ppl, status, fingerprint FROM evaluations ORDER BY individual, setting, fidelity').all() as RunView['evaluations'],
+      baselines: d.prepare('SELECT method, pattern, sparsity, ppl FROM baselines ORDER BY method, pattern, sparsity').all() as RunView['baselines'],
+    };
+  } finally {
+    d.close();
+  }
+}
+
+const close = (a: number | null, b: number | null, what: string): void => {
+  if (a === null || b === null || !Number.isFinite(b)) return assert.equal(a, b, what);
+  assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(b), `${what}: ${a} vs ${b}`);
+};
+
+/** The two runs took the same decisions: same individuals and masks, same evaluations, perplexities within 1e-5. */
+function assertSameRun(streamed: RunView, inMemory: RunView): void {
+  assert.ok(inMemory.individuals.length >= 6, `${inMemory.individuals.length} individuals`);
+  assert.deepEqual(
+    streamed.individuals.map((i) => [i.id, i.hash, i.infix, i.fingerprint, i.fidelity]),
+    inMemory.individuals.map((i) => [i.id, i.hash, i.infix, i.fingerprint, i.fidelity]),
+  );
+  for (const [k, i] of streamed.individuals.entries()) close(i.fitness, inMemory.individuals[k]!.fitness, `fitness of ${i.infix}`);
+  assert.deepEqual(
+    streamed.evaluations.map((e) => [e.individual, e.setting, e.fidelity, e.status, e.fingerprint]),
+    inMemory.evaluations.map((e) => [e.individual, e.setting, e.fidelity, e.status, e.fingerprint]),
+  );
+  for (const [k, e] of streamed.evaluations.entries()) close(e.ppl, inMemory.evaluations[k]!.ppl, `evaluation of ${e.individual} at ${e.setting} (${e.fidelity})`);
+  assert.deepEqual(streamed.baselines.map((b) => [b.method, b.pattern, b.sparsity]), inMemory.baselines.map((b) => [b.method, b.pattern, b.sparsity]));
+  for (const [k, b] of streamed.baselines.entries()) close(b.ppl, inMemory.baselines[k]!.ppl, `baseline ${b.method} at ${b.pattern}`);
+  assert.ok(streamed.evaluations.some((e) => e.status === 'ok'), 'some perplexities paid');
+}
+
+test('an ONNX model over the budget, two settings, G and X from a file: block by block, the in-memory run', async () => {
+  await ready;
+  const budget = await streamingBudget(onnxDir);
+  const settings = { ...settingsFields([{ sparsity: 0.6, pattern: 'unstructured' }, { sparsity: 0.5, pattern: '2:4' }]), stats: join(onnxDir, 'stats.safetensors'), baselines: ['magnitude', 'gblm'] };
+  const gp = { terminals: ['W', 'G', 'X'] as GpOptions['terminals'] };
+  const whole = await search('onnx-memory', onnxDir, Infinity, settings, gp);
+  const streamed = await search('onnx-streamed', onnxDir, budget, settings, gp);
+  assert.ok(!whole.lines.some((l) => l.includes('block by block')), whole.lines.join('\n'));
+  assert.ok(streamed.lines.some((l) => l.startsWith('searching block by block')), streamed.lines.join('\n'));
+  const [a, b] = [read(streamed.db), read(whole.db)];
+  assertSameRun(a, b);
+  assert.ok(b.evaluations.some((e) => e.setting === '2:4') && b.evaluations.some((e) => e.setting === '0.6:unstructured'), 'both settings evaluated');
+});
+
+test('a bfloat16 Hugging Face folder over the budget, statistics computed block by block: the in-memory run, SparseGPT included', async () => {
+  await ready;
+  const budget = await streamingBudget(hfDir);
+  const settings = { baselines: ['magnitude', 'wanda', 'sparsegpt'] };
+  const gp = { terminals: ['W', 'X'] as GpOptions['terminals'] };
+  const whole = await search('hf-memory', hfDir, Infinity, settings, gp);
+  const streamed = await search('hf-streamed', hfDir, budget, settings, gp);
+  assert.ok(streamed.lines.some((l) => l.startsWith('dense statistics block by block: X')), streamed.lines.join('\n'));
+  assert.ok(!streamed.lines.some((l) => l.includes(': G of')), 'no G for a run that never reads it');
+  const [a, b] = [read(streamed.db), read(whole.db)];
+  assertSameRun(a, b);
+  assert.ok(a.baselines.some((x) => x.method === 'sparsegpt' && x.ppl !== null), 'SparseGPT evaluated block by block');
+});
+
+test('over the budget, a layer-wise allocation (it reads every dense layer at once) is refused in one line before any file is made', async () => {
+  await ready;
+  const budget = await streamingBudget(onnxDir);
+  const db = join(dir, 'owl', 'run.sqlite');
+  await assert.rejects(
+    runSearch({ db, model: { modelPath: onnxDir }, settings: { fitnessData: join(onnxDir, 'fit.bin'), calibData: join(onnxDir, 'calib.bin'), nsamples: NSAMPLES, seqlen: SEQLEN, evalTokens: EVAL_TOKENS, allocation: { kind: 'owl', m: 5, lambda: 0.08 } }, workers: 1, maxMemory: budget }),
+    (e: Error) => e.name === 'InputError' && /^allocation: a layer-wise allocation reads every layer's dense weights at once, and this model is searched block by block/.test(e.message),
+  );
+  assert.ok(!existsSync(join(dir, 'owl')), 'nothing written');
+});

@@ -9,6 +9,8 @@ import type { PrunableLayer } from './discover.ts';
 import { lazyUpdateJs, sparseGptPrepared } from './sparsegpt.ts';
 import { lazyUpdateOrt, ORT_LAZY_MIN_COLS } from './sparsegpt-ort.ts';
 import { preparedBlocked } from './dense-linalg-ort.ts';
+import { sparseGptThreaded, threadsForLayer } from './sparsegpt-threads.ts';
+import { sessionDefaults } from '../onnx/session.ts';
 import type { HessianAccumulator } from './sparsegpt.ts';
 import { scoresProblem, type ScoresProblem } from '../search-space/probe.ts';
 import { applyMask, maskScores, maskSparsity, type MaskSpec, type ScoreScratch } from './score.ts';
@@ -47,7 +49,12 @@ export async function pruneLayerWeight(method: PruneMethod, spec: MaskSpec, laye
     // Wide layers: onnxruntime does the O(n³) and rows x cols² parts (float64 factor, float32 updates).
     const wide = layer.in >= ORT_LAZY_MIN_COLS;
     const prep = wide ? await preparedBlocked(st.gram) : st.gram.prepared();
-    mask = (await sparseGptPrepared(w, layer.out, prep, opts, wide ? lazyUpdateOrt : lazyUpdateJs)).mask;
+    // Large layers: the per-row OBS loop on worker threads (--threads), the same result bit for bit.
+    const threads = sessionDefaults().threads;
+    mask =
+      threadsForLayer(layer.out, layer.in, threads) > 1
+        ? (await sparseGptThreaded(w, layer.out, prep, opts, { threads, lazy: wide ? 'ort' : 'js' })).mask
+        : (await sparseGptPrepared(w, layer.out, prep, opts, wide ? lazyUpdateOrt : lazyUpdateJs)).mask;
   } else {
     if (method.needs.X && !st.X) throw new Error(`no X for ${layer.name}`);
     if (method.needs.G && !st.G) throw new InputError(`no G for layer ${layer.name}`);

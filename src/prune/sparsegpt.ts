@@ -126,9 +126,9 @@ export function reverseSquare(h: Float64Array): void {
   }
 }
 
-/** U = P M⁻¹ P from M⁻¹ (lower triangular). */
+/** U = P M⁻¹ P from M⁻¹ (lower triangular), in shared memory so worker threads read it without a copy. */
 export function reversedInverseToUpper(mi: Float64Array, n: number): Float64Array {
-  const u = new Float64Array(n * n);
+  const u = new Float64Array(new SharedArrayBuffer(8 * n * n));
   for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = mi[i * n + j]!;
   return u;
 }
@@ -205,16 +205,52 @@ export function lazyUpdateJs(u: LazyUpdate): void {
 }
 
 /**
+ * The working state of the OBS loop over `rows` output rows: the weights in float64,
+ * the mask, the lazy-update errors and each row's share of the loss. Every row's
+ * entries depend on that row and H⁻¹ only, so a worker thread can run the loop on a
+ * view of its rows of shared buffers and reach the same bits as one loop over all rows.
+ */
+export interface ObsBuffers {
+  /** [rows, cols] */
+  W: Float64Array;
+  /** 1 = pruned, [rows, cols] */
+  mask: Uint8Array;
+  /** Err1 of the current block, [rows, blockSize] */
+  err: Float64Array;
+  /** Per row Σ (w - q)² / [H⁻¹]²_jj / 2 */
+  loss: Float64Array;
+}
+
+/** Buffers for `rows` x `cols` weights (in SharedArrayBuffers when `shared`), W filled from `w`. */
+export function obsBuffers(w: Float32Array, rows: number, cols: number, blockSize: number, shared = false): ObsBuffers {
+  if (w.length !== rows * cols) throw new Error(`sparseGpt: ${w.length} weights for [${rows},${cols}]`);
+  const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+  const W = new Float64Array(buf(8 * rows * cols));
+  W.set(w);
+  return { W, mask: new Uint8Array(buf(rows * cols)), err: new Float64Array(buf(8 * rows * blockSize)), loss: new Float64Array(buf(8 * rows)) };
+}
+
+/** The rows [r0, r1) of `b` (views of the same memory). */
+export function obsRows(b: ObsBuffers, cols: number, blockSize: number, r0: number, r1: number): ObsBuffers {
+  return { W: b.W.subarray(r0 * cols, r1 * cols), mask: b.mask.subarray(r0 * cols, r1 * cols), err: b.err.subarray(r0 * blockSize, r1 * blockSize), loss: b.loss.subarray(r0, r1) };
+}
+
+/** Write the result into `w` (pruned entries exactly 0) and total the loss in row order. */
+export function finishObs(b: ObsBuffers, w: Float32Array): SparseGptResult {
+  for (let i = 0; i < w.length; i++) w[i] = b.mask[i] ? 0 : b.W[i]!;
+  let loss = 0;
+  for (let r = 0; r < b.loss.length; r++) loss += b.loss[r]!;
+  return { mask: b.mask, loss };
+}
+
+/**
  * Prune `w` ([rows, cols], PyTorch layout, updated IN PLACE with the reconstructed
  * weights, pruned entries exactly 0) given H = (2/n) Σ x xᵀ ([cols, cols], consumed).
  */
 export function sparseGpt(w: Float32Array, rows: number, cols: number, hessian: Float64Array, opts: SparseGptOptions): SparseGptResult {
-  const steps = obsSteps(w, rows, cols, prepareHessian(hessian, cols, opts.percDamp), opts);
-  for (;;) {
-    const s = steps.next();
-    if (s.done) return s.value;
-    lazyUpdateJs(s.value);
-  }
+  const b = obsBuffers(w, rows, cols, opts.blockSize ?? 128);
+  for (const u of obsSteps(b, rows, cols, prepareHessian(hessian, cols, opts.percDamp), opts)) lazyUpdateJs(u);
+  return finishObs(b, w);
 }
 
 /**
@@ -223,84 +259,67 @@ export function sparseGpt(w: Float32Array, rows: number, cols: number, hessian: 
  * matrix product in onnxruntime for large layers.
  */
 export async function sparseGptPrepared(w: Float32Array, rows: number, prep: PreparedHessian, opts: SparseGptOptions, lazy: (u: LazyUpdate) => void | Promise<void> = lazyUpdateJs): Promise<SparseGptResult> {
-  const steps = obsSteps(w, rows, prep.cols, prep, opts);
-  for (;;) {
-    const s = steps.next();
-    if (s.done) return s.value;
-    await lazy(s.value);
-  }
+  const b = obsBuffers(w, rows, prep.cols, opts.blockSize ?? 128);
+  for (const u of obsSteps(b, rows, prep.cols, prep, opts)) await lazy(u);
+  return finishObs(b, w);
 }
 
 /**
- * The OBS loop over blocks of columns (see the file comment); yields each lazy batch
- * update for the caller to apply to W before it continues.
+ * The OBS loop over blocks of columns (see the file comment) on the rows of `b`;
+ * yields each lazy batch update for the caller to apply to W before it continues.
+ * Within a block it runs row by row (each row's arithmetic is the same in any row
+ * order, and a row's block stays in cache).
  */
-function* obsSteps(w: Float32Array, rows: number, cols: number, prep: PreparedHessian, opts: SparseGptOptions): Generator<LazyUpdate, SparseGptResult, void> {
+export function* obsSteps(b: ObsBuffers, rows: number, cols: number, prep: PreparedHessian, opts: SparseGptOptions): Generator<LazyUpdate, void, void> {
   const blockSize = opts.blockSize ?? 128;
   const n = opts.n ?? 0;
   const m = opts.m ?? 0;
-  if (w.length !== rows * cols) throw new Error(`sparseGpt: ${w.length} weights for [${rows},${cols}]`);
+  const { W, mask, err, loss } = b;
+  if (W.length !== rows * cols || err.length !== rows * blockSize) throw new Error(`sparseGpt: buffers do not fit [${rows},${cols}] with blocks of ${blockSize}`);
   if (n > 0 && blockSize % m !== 0) throw new Error(`sparseGpt: block size ${blockSize} is not a multiple of M=${m}`);
   const Hinv = prep.hinv;
   // Dead inputs: W[:, j] = 0 (reference behaviour).
-  for (let j = 0; j < cols; j++) if (prep.dead[j]) for (let r = 0; r < rows; r++) w[r * cols + j] = 0;
-
-  // Work in float64, row-major [rows, cols].
-  const W = Float64Array.from(w);
-  const mask = new Uint8Array(rows * cols);
-  let loss = 0;
+  for (let j = 0; j < cols; j++) if (prep.dead[j]) for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
   const tmp = new Float64Array(cols);
   const idx = new Int32Array(Math.max(blockSize, m));
-  const err = new Float64Array(rows * blockSize); // Err1 [rows, count]
+  /** Mark the k smallest saliencies w² / [H⁻¹]²_jj of row offset `ro` among columns [from, from+len). */
+  const prune = (ro: number, from: number, len: number, k: number) => {
+    for (let j = from; j < from + len; j++) {
+      const d = Hinv[j * cols + j]!;
+      tmp[j] = (W[ro + j]! * W[ro + j]!) / (d * d);
+    }
+    smallestK(tmp, from, len, idx);
+    for (let t = 0; t < k; t++) mask[ro + idx[t]!] = 1;
+  };
 
   for (let i1 = 0; i1 < cols; i1 += blockSize) {
     const i2 = Math.min(i1 + blockSize, cols);
     const count = i2 - i1;
-    // Unstructured: choose the block mask per row from the block's current weights.
-    if (n === 0) {
-      const k = Math.floor(opts.sparsity * i2) - Math.floor(opts.sparsity * i1);
-      if (k > 0) {
-        for (let r = 0; r < rows; r++) {
-          const ro = r * cols;
-          for (let j = i1; j < i2; j++) {
-            const d = Hinv[j * cols + j]!;
-            tmp[j] = (W[ro + j]! * W[ro + j]!) / (d * d);
-          }
-          smallestK(tmp, i1, count, idx);
-          for (let t = 0; t < k; t++) mask[ro + idx[t]!] = 1;
-        }
-      }
-    }
-    for (let i = 0; i < count; i++) {
-      const col = i1 + i;
-      const d = Hinv[col * cols + col]!;
-      if (n > 0 && i % m === 0) {
-        const len = Math.min(m, count - i);
-        for (let r = 0; r < rows; r++) {
-          const ro = r * cols;
-          for (let j = col; j < col + len; j++) {
-            const dj = Hinv[j * cols + j]!;
-            tmp[j] = (W[ro + j]! * W[ro + j]!) / (dj * dj);
-          }
-          smallestK(tmp, col, len, idx);
-          for (let t = 0; t < Math.min(n, len); t++) mask[ro + idx[t]!] = 1;
-        }
-      }
-      const hrow = col * cols;
-      for (let r = 0; r < rows; r++) {
-        const ro = r * cols;
+    // Unstructured: the block mask of each row is chosen from the block's current weights.
+    const k = n === 0 ? Math.floor(opts.sparsity * i2) - Math.floor(opts.sparsity * i1) : 0;
+    for (let r = 0; r < rows; r++) {
+      const ro = r * cols;
+      const eo = r * blockSize;
+      if (k > 0) prune(ro, i1, count, k);
+      let l = loss[r]!;
+      for (let i = 0; i < count; i++) {
+        const col = i1 + i;
+        const d = Hinv[col * cols + col]!;
+        if (n > 0 && i % m === 0) prune(ro, col, Math.min(m, count - i), Math.min(n, m, count - i));
         const wv = W[ro + col]!;
         const q = mask[ro + col] ? 0 : wv;
         const e = (wv - q) / d;
-        loss += ((wv - q) * (wv - q)) / (d * d) / 2;
-        err[r * blockSize + i] = e;
+        l += ((wv - q) * (wv - q)) / (d * d) / 2;
+        err[eo + i] = e;
         W[ro + col] = q;
-        if (e !== 0) for (let j = col + 1; j < i2; j++) W[ro + j] -= e * Hinv[hrow + j]!;
+        if (e !== 0) {
+          const hrow = col * cols;
+          for (let j = col + 1; j < i2; j++) W[ro + j] -= e * Hinv[hrow + j]!;
+        }
       }
+      loss[r] = l;
     }
     // Lazy batch update of the columns after the block: W[:, i2:] -= Err1 · Hinv[i1:i2, i2:].
     if (i2 < cols) yield { W, rows, cols, err, blockSize, count, i1, i2, hinv: Hinv };
   }
-  for (let i = 0; i < w.length; i++) w[i] = mask[i] ? 0 : W[i]!;
-  return { mask, loss };
 }

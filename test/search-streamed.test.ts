@@ -15,7 +15,12 @@ import { searchFixture, TINY } from './support/search-fixture.ts';
 import { structuredTokens } from './support/token-stream.ts';
 import { makeCheckpoint } from './support/hf-checkpoint.ts';
 import { discoverLayers, readLayerWeight } from '../src/prune/discover.ts';
-import { writeStatsFile } from '../src/prune/stats-file.ts';
+import { LayerStatsFile, writeStatsFile } from '../src/prune/stats-file.ts';
+import { saveModel } from '../src/onnx/model-io.ts';
+import { readStats } from '../src/eval/job.ts';
+import { CandidateWorker, type MaskReply, type PplReply, type WorkerTask } from '../src/eval/candidate-worker.ts';
+import { StreamedCandidates } from '../src/eval/streamed-candidates.ts';
+import { parseMetric } from '../src/search-space/parse.ts';
 import { runSearch, type RequestedSettings } from '../src/search/run.ts';
 import { searchMemoryBytes, streamedSearchBytes } from '../src/search/memory.ts';
 import { STREAMED_BATCH } from '../src/search/streamed-setup.ts';
@@ -171,4 +176,58 @@ test('over the budget, a layer-wise allocation (it reads every dense layer at on
     (e: Error) => e.name === 'InputError' && /^allocation: a layer-wise allocation reads every layer's dense weights at once, and this model is searched block by block/.test(e.message),
   );
   assert.ok(!existsSync(join(dir, 'owl')), 'nothing written');
+});
+
+test('the streamed evaluator answers each task as the in-memory worker does: fingerprints, perplexities, masks recomputed and checked, time limit', async (t) => {
+  await ready;
+  const extDir = join(dir, 'ext');
+  mkdirSync(extDir);
+  await saveModel(model, join(extDir, 'model.onnx'), { externalData: 'always' });
+  const layers = discoverLayers(model);
+  const statsFile = join(onnxDir, 'stats.safetensors');
+  const { G, X } = readStats(statsFile, layers, { G: true, X: true });
+  const tokens = Int32Array.from(structuredTokens(2048, 1));
+  const pattern = { kind: 'unstructured' as const };
+  const memory = await CandidateWorker.create(
+    { model, layers: layers.map((l) => ({ ...l, weight: readLayerWeight(model, l), G: G.get(l.name)!, X: X.get(l.name)! })), tokens, seqlen: SEQLEN, sparsity: 0.5, pattern },
+    { id: 1, threads: 1 },
+  );
+  const source = await openModelSource(resolveModel(join(extDir, 'model.onnx')));
+  // One parked masks set: a candidate masked before the last one has its masks computed again.
+  const streamed = new StreamedCandidates({ source, layers, stats: LayerStatsFile.open(statsFile, layers, { G: false, X: true }), tokens, seqlen: SEQLEN, settings: [{ sparsity: 0.5, pattern }], threads: 1, maskSets: 1 });
+  t.after(() => streamed.close());
+  const inMemory = async <T>(task: WorkerTask): Promise<T> => {
+    const r = await memory.run(task);
+    assert.ok(r.ok, JSON.stringify(r));
+    return r.value as T;
+  };
+  const here = async <T>(task: WorkerTask): Promise<T> => {
+    const r = await streamed.run<T>(task);
+    assert.equal(r.status, 'ok', JSON.stringify(r));
+    return (r as { value: T }).value;
+  };
+  const trees = ['mul(W,sqrt(X))', 'add(W,mul(G,X))'].map((t) => parseMetric(t));
+  const fps: string[] = [];
+  for (const tree of trees) {
+    const [a, b] = [await inMemory<MaskReply>({ kind: 'mask', tree }), await here<MaskReply>({ kind: 'mask', tree })];
+    assert.equal(b.fingerprint, a.fingerprint);
+    assert.equal(b.nanCount, a.nanCount);
+    fps.push(a.fingerprint);
+  }
+  assert.notEqual(fps[0], fps[1]);
+  for (const [i, tree] of trees.entries()) {
+    const task: WorkerTask = { kind: 'ppl', tree, fingerprint: fps[i]!, maxTokens: 1024 };
+    close((await here<PplReply>(task)).ppl, (await inMemory<PplReply>(task)).ppl, `ppl of tree ${i}`);
+  }
+  for (const task of [{ kind: 'method', name: 'wanda', maxTokens: 1024 }, { kind: 'method', name: 'magnitude', maxTokens: 512 }, { kind: 'dense', maxTokens: 1024 }] as WorkerTask[]) {
+    const [a, b] = [await inMemory<PplReply>(task), await here<PplReply>(task)];
+    close(b.ppl, a.ppl, JSON.stringify(task));
+    assert.equal(b.tokens, a.tokens);
+    assert.equal(b.fingerprint, a.fingerprint);
+  }
+  const wrong = await streamed.run({ kind: 'ppl', tree: trees[0]!, fingerprint: fps[1]!.replace(/./, (c) => (c === '0' ? '1' : '0')), maxTokens: 512 });
+  assert.equal(wrong.status, 'error');
+  assert.match((wrong as { error: string }).error, /differ from the coordinator's/);
+  const late = await streamed.run({ kind: 'dense', maxTokens: 1024, timeoutMs: 1e-9 });
+  assert.equal(late.status, 'timeout');
 });

@@ -50,6 +50,8 @@ export interface StreamedJob {
   threads?: number;
   /** Windows per session run. */
   batchSize?: number;
+  /** Masks sets parked before the scratch file starts afresh (default 16: a step's batch is a few candidates). */
+  maskSets?: number;
 }
 
 /** Thrown between batches or layers once a task is past its time limit. */
@@ -58,7 +60,6 @@ class TaskTimeout extends Error {}
 /** Scores of one layer (a compiled tree, or a baseline's scorer). */
 type Scorer = (arrays: LayerArrays, l: PrunableLayer) => Float32Array;
 
-/** Packed masks sets kept in the scratch file before it is started afresh (a step's batch is a few candidates). */
 const MASK_SETS = 16;
 
 /** A model holding just these tensors, so readLayerWeight / writeLayerWeight work on a block's weights. */
@@ -80,6 +81,8 @@ export class StreamedCandidates implements TaskRunner {
   private readonly scratch = new ScoreScratch();
   private masks: ScratchFloats | null = null;
   private maskSets = 0;
+  /** The parked masks set of each fingerprint. */
+  private readonly maskSetOf = new Map<string, number>();
   /** Layer indices of each segment (block index; the tail is `blocks`). */
   private readonly bySegment = new Map<number, number[]>();
   /** Whether visiting the blocks in order visits the layers in fingerprint order (then a recomputed fingerprint is checked). */
@@ -144,9 +147,9 @@ export class StreamedCandidates implements TaskRunner {
       case 'ppl': {
         const { scorer, needG } = this.treeScorer(task.tree);
         const spec = this.maskSetting(task.setting, task.layerSparsity);
-        const key = this.masks?.has(`${task.fingerprint}/0`) ? task.fingerprint : null;
-        const r = await this.prunedPerplexity(task.maxTokens, check, { scorer, grouping: 'row', spec, needG, cached: key });
-        if (!key && r.fingerprint !== null && r.fingerprint !== task.fingerprint)
+        const set = this.maskSetOf.get(task.fingerprint) ?? null;
+        const r = await this.prunedPerplexity(task.maxTokens, check, { scorer, grouping: 'row', spec, needG, cached: set });
+        if (set === null && r.fingerprint !== null && r.fingerprint !== task.fingerprint)
           throw new Error(`the tree's masks here have fingerprint ${r.fingerprint}, not ${task.fingerprint}: this evaluator's data differ from the coordinator's`);
         return { ...r.ppl, fingerprint: task.fingerprint, seconds: secs() };
       }
@@ -195,10 +198,10 @@ export class StreamedCandidates implements TaskRunner {
     return readLayerWeight(viewOf(await this.job.source.resolve([l.initializer])), l);
   }
 
-  /** Every layer's mask, hashed in the in-memory worker's order and parked under the fingerprint. */
+  /** Every layer's mask, hashed in the in-memory worker's order and parked (one layer in memory at a time) under the fingerprint. */
   private async maskAll(scorer: Scorer, grouping: 'row' | 'layer', setting: MaskSetting, needG: boolean, check: () => void): Promise<{ fingerprint: string; nanCount: number; allNaN: string | null }> {
     const hash = createHash('sha256');
-    const parked: Uint8Array[] = [];
+    const set = this.newMaskSet();
     let nanCount = 0;
     let allNaN: string | null = null;
     for (const [i, l] of this.job.layers.entries()) {
@@ -207,27 +210,27 @@ export class StreamedCandidates implements TaskRunner {
       nanCount += m.nanCount;
       if (m.nanCount === l.out * l.in && allNaN === null) allNaN = l.name;
       hash.update(m.bits.subarray(0, Math.ceil((l.out * l.in) / 8)));
-      parked.push(m.bits);
+      this.masks!.put(`${set}/${i}`, new Float32Array(m.bits.buffer, m.bits.byteOffset, m.bits.byteLength / 4));
     }
     const fingerprint = hash.digest('hex').slice(0, 32);
-    this.park(fingerprint, parked);
+    this.maskSetOf.set(fingerprint, set);
     return { fingerprint, nanCount, allNaN };
   }
 
-  /** Keep a masks set in the scratch file (started afresh every MASK_SETS sets, so it stays small). */
-  private park(fingerprint: string, bits: Uint8Array[]): void {
-    if (this.masks?.has(`${fingerprint}/0`)) return;
-    if (!this.masks || this.maskSets >= MASK_SETS) {
+  /** A key for the next masks set in the scratch file (started afresh every MASK_SETS sets, so it stays small). */
+  private newMaskSet(): number {
+    if (!this.masks || this.maskSets >= (this.job.maskSets ?? MASK_SETS)) {
       this.masks?.close();
       this.masks = ScratchFloats.open();
       this.maskSets = 0;
+      this.maskSetOf.clear();
     }
-    bits.forEach((b, i) => this.masks!.put(`${fingerprint}/${i}`, new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)));
-    this.maskSets++;
+    return this.maskSets++;
   }
 
-  private parked(fingerprint: string, i: number): Uint8Array {
-    const f = this.masks!.get(`${fingerprint}/${i}`);
+  /** Layer i's packed mask of a parked set. */
+  private parked(set: number, i: number): Uint8Array {
+    const f = this.masks!.get(`${set}/${i}`);
     return new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
   }
 
@@ -238,9 +241,9 @@ export class StreamedCandidates implements TaskRunner {
   private async prunedPerplexity(
     maxTokens: number,
     check: () => void,
-    m: { scorer: Scorer; grouping: 'row' | 'layer'; spec: MaskSetting; needG: boolean; cached: string | null },
+    m: { scorer: Scorer; grouping: 'row' | 'layer'; spec: MaskSetting; needG: boolean; cached: number | null },
   ): Promise<{ ppl: Omit<PplReply, 'seconds'>; fingerprint: string | null }> {
-    const hash: Hash | null = m.cached || !this.blockOrder ? null : createHash('sha256');
+    const hash: Hash | null = m.cached !== null || !this.blockOrder ? null : createHash('sha256');
     const tensorsFor = async (seg: SegmentSpec): Promise<TensorProto[] | undefined> => {
       const idx = this.bySegment.get(seg.index);
       if (!idx || seg.kind === 'prelude') return undefined;
@@ -252,7 +255,7 @@ export class StreamedCandidates implements TaskRunner {
         check();
         const l = this.job.layers[i]!;
         const w = readLayerWeight(view, l);
-        const packed = m.cached ? this.parked(m.cached, i) : this.layerMask(i, w, m.scorer, m.grouping, m.spec, m.needG).bits;
+        const packed = m.cached !== null ? this.parked(m.cached, i) : this.layerMask(i, w, m.scorer, m.grouping, m.spec, m.needG).bits;
         hash?.update(packed.subarray(0, Math.ceil((l.out * l.in) / 8)));
         for (let k = 0; k < w.length; k++) if ((packed[k >> 3]! >> (k & 7)) & 1) w[k] = 0;
         writeLayerWeight(view, l, w);

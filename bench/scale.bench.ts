@@ -7,8 +7,8 @@
  *  - eval --max-tokens 4096 --seqlen 256: one forward pass over 16 x 256 tokens
  *    (the baseline the calibration is compared with);
  *  - prune --method wanda --calibration sequential --nsamples 16 --seqlen 256;
- *  - prune --method sparsegpt (same data; by default at the smallest depth only: its
- *    Cholesky factors of 5632-wide Hessians run in JavaScript);
+ *  - prune --method sparsegpt (same data; by default at the smallest depth only), its
+ *    pruning time per block printed next to Wanda's;
  *  - stats (same data; G by the whole model's gradient graph within the default memory
  *    budget, block by block beyond it);
  *  - eval of the pruned float32 ONNX output (over 4 GiB at 22 blocks).
@@ -98,6 +98,7 @@ export async function run(): Promise<void> {
 
   const rows: string[] = [];
   const perBlock: Array<{ n: number; forward: number; calibration: number }> = [];
+  const sgptPerBlock: string[] = [];
   for (const n of blocks) {
     const view = path.join(dir, `view-${n}`);
     depthView(ckpt, n, view);
@@ -123,6 +124,8 @@ export async function run(): Promise<void> {
       sgpt = measure(['prune', '--model', view, '--method', 'sparsegpt', ...CAL, ...BUDGET, '--format', 'onnx', '--out', out, '--json']);
       const s = prunedSeconds(sgpt);
       console.log(`[${n} blocks] prune sparsegpt: ${fmt(sgpt)}${s ? ` (calibration ${s.calibration.toFixed(1)} s, pruning ${s.prune.toFixed(1)} s)` : ''}`);
+      const w = prunedSeconds(wanda);
+      if (s && w) sgptPerBlock.push(`  ${n} blocks: sparsegpt ${(s.prune / n).toFixed(1)} s (calibration ${(s.calibration / n).toFixed(1)} s), wanda ${(w.prune / n).toFixed(1)} s (calibration ${(w.calibration / n).toFixed(1)} s), ratio ${(s.prune / w.prune).toFixed(1)}x`);
     }
     let stats: Measured | null = null;
     if (statsBlocks.includes(n)) {
@@ -146,4 +149,5 @@ export async function run(): Promise<void> {
     console.log(`\nseconds per added block: forward ${slope('forward').toFixed(1)}, sequential calibration ${slope('calibration').toFixed(1)} (from ${a.n} to ${b.n} blocks)`);
     for (const p of perBlock) console.log(`  ${p.n} blocks: forward ${p.forward.toFixed(1)} s (${(p.forward / p.n).toFixed(1)} s/block), calibration ${p.calibration.toFixed(1)} s (${(p.calibration / p.n).toFixed(1)} s/block), ratio ${(p.calibration / p.forward).toFixed(2)}`);
   }
+  if (sgptPerBlock.length) console.log(`\npruning seconds per block (scores and masks, or SparseGPT's factorisation and reconstruction; calibration apart; load average now ${os.loadavg()[0]!.toFixed(1)}):\n${sgptPerBlock.join('\n')}`);
 }

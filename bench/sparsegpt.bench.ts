@@ -2,8 +2,8 @@
  * SparseGPT on one TinyLlama down_proj-shaped layer ([2048, 5632], 5632-wide Hessian):
  * the time to factor H⁻¹ (onnxruntime float64 products), then the OBS loop with the
  * float32 onnxruntime lazy updates in this thread (the baseline) and on worker threads
- * (--threads: all cores), measured in the same run, their ratio, and whether the two
- * results are bit for bit the same. SGPT_BENCH_F64=1 adds the float64 (JavaScript)
+ * (--threads: all cores, started beforehand), measured in the same run, their ratio,
+ * and whether the two results are bit for bit the same. SGPT_BENCH_F64=1 adds the float64 (JavaScript)
  * lazy updates, one thread against all (minutes). SGPT_BENCH_ROWS / SGPT_BENCH_COLS
  * change the shape. The Hessian is a random well-conditioned symmetric matrix: the
  * cost does not depend on its values.
@@ -49,6 +49,10 @@ export async function run(): Promise<void> {
   const w0 = Float32Array.from({ length: ROWS * COLS }, () => rng() * 2 - 1);
   const opts = { sparsity: 0.5 };
   try {
+    // The threads start once per process (each loads the TypeScript loader): timed apart.
+    const small = randomHessian(256, 'warm').prepared();
+    const [, tStart] = await timed(() => sparseGptThreaded(Float32Array.from(w0.subarray(0, 512 * 256)), 512, small, opts, { threads, lazy: 'js' }));
+    console.log(`starting ${threads} threads (once per process) and a [512, 256] layer: ${tStart.toFixed(1)} s`);
     const variants: Array<[string, (u: LazyUpdate) => void | Promise<void>, 'ort' | 'js']> = [['float32 onnxruntime lazy updates', lazyUpdateOrt, 'ort']];
     if (process.env.SGPT_BENCH_F64) variants.push(['float64 JavaScript lazy updates', lazyUpdateJs, 'js']);
     for (const [label, lazy, how] of variants) {

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import seedrandom from 'seedrandom';
-import { HessianAccumulator, lazyUpdateJs, sparseGpt, sparseGptPrepared, type SparseGptOptions } from '../src/prune/sparsegpt.ts';
+import { HessianAccumulator, lazyUpdateJs, markSmallest, sparseGpt, sparseGptPrepared, type SparseGptOptions } from '../src/prune/sparsegpt.ts';
 import { lazyUpdateOrt, ORT_LAZY_MIN_COLS } from '../src/prune/sparsegpt-ort.ts';
 import { closeSparseGptThreads, sparseGptThreaded, threadsForLayer } from '../src/prune/sparsegpt-threads.ts';
 
@@ -110,4 +110,22 @@ test('SparseGPT threads: small layers stay in the calling thread, large ones are
   assert.equal(threadsForLayer(2048, 5632, 1), 1, '--threads 1');
   assert.equal(threadsForLayer(100, 5632, 4), 1, 'too few rows to split');
   assert.equal(threadsForLayer(256, 2048, 8), 4, 'at least 64 rows a thread');
+});
+
+test('mask choice: the k smallest with ties to the lower index, as a sort of (value, index) gives', () => {
+  const rng = seedrandom('ties');
+  const sorted = new Float64Array(128);
+  for (let trial = 0; trial < 400; trial++) {
+    const len = [4, 8, 37, 128][trial % 4]!;
+    const from = 5;
+    // Few distinct values, so ties are everywhere.
+    const v = Float64Array.from({ length: from + len + 3 }, () => Math.floor(rng() * 6) / 4);
+    const k = Math.floor(rng() * (len + 1));
+    const want = new Uint8Array(v.length + 10);
+    const idx = Array.from({ length: len }, (_, i) => from + i).sort((a, b) => v[a]! - v[b]! || a - b);
+    for (const j of idx.slice(0, k)) want[j + 10] = 1;
+    const got = new Uint8Array(v.length + 10);
+    markSmallest(v, from, len, k, sorted, got, 10);
+    assert.deepEqual(got, want, `len ${len}, k ${k}`);
+  }
 });

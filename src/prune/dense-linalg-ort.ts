@@ -1,31 +1,61 @@
 /**
- * Blocked float64 Cholesky factorisation and lower-triangular inverse whose O(n³)
- * parts are matrix products in onnxruntime (vectorised, on its threads), for the
- * 5632-wide Hessians of a 1B model's down_proj: plain JavaScript loops take minutes
- * there. Diagonal blocks and panel solves stay in JavaScript (O(n² · block)).
+ * H⁻¹'s upper Cholesky factor for wide layers (the 5632-wide Hessians of a 1B model's
+ * down_proj) with the O(n³) work as float64 matrix products in onnxruntime (vectorised,
+ * on its threads): plain JavaScript loops take minutes there.
+ *
+ * Only L⁻¹ (L the lower Cholesky factor) is needed, and it has a recursion made of
+ * products: with A = [[A11, ·], [A21, A22]],
+ *   L11⁻¹ = rec(A11),  L21 = A21 · L11⁻ᵀ,  S = A22 − L21 · L21ᵀ,  L22⁻¹ = rec(S),
+ *   L⁻¹ = [[L11⁻¹, 0], [−L22⁻¹ · L21 · L11⁻¹, L22⁻¹]],
+ * down to blocks of at most LEAF, factored and inverted in JavaScript. Copies are
+ * O(n² log n); nothing but the products is O(n³).
  */
 import { makeModel, node, valueInfo } from '../onnx/graph-build.ts';
 import { DataType } from '../onnx/proto.ts';
 import { createSession, ort } from '../onnx/session.ts';
 import { choleskyLower, dampHessian, invertLower, reverseSquare, reversedInverseToUpper, type HessianAccumulator, type PreparedHessian } from './sparsegpt.ts';
 
-const BLOCK = 256;
-let session: Promise<ort.InferenceSession> | null = null;
+const LEAF = 256;
 
-/** C = A · B in float64, A [m, k], B [k, n]. */
-async function gemm(a: Float64Array, m: number, k: number, b: Float64Array, n: number): Promise<Float64Array> {
-  session ??= createSession(
-    makeModel({
-      name: 'gemm64',
-      node: [node('MatMul', ['a', 'b'], ['c'])],
-      input: [valueInfo('a', DataType.DOUBLE, ['m', 'k']), valueInfo('b', DataType.DOUBLE, ['k', 'n'])],
-      output: [valueInfo('c', DataType.DOUBLE, ['m', 'n'])],
-    }),
-  );
-  const out = await (await session).run({ a: new ort.Tensor('float64', a, [m, k]), b: new ort.Tensor('float64', b, [k, n]) });
-  return out.c!.data as Float64Array;
+interface GemmKind {
+  transB: 0 | 1;
+  withC: boolean;
+}
+const sessions = new Map<string, Promise<ort.InferenceSession>>();
+
+/** A float64 Gemm session Y = α · A · B(ᵀ) (+ C); α is an attribute, so one session per value. */
+function gemmSession(kind: GemmKind, alpha: number): Promise<ort.InferenceSession> {
+  const key = `${kind.transB}:${kind.withC}:${alpha}`;
+  let s = sessions.get(key);
+  if (!s) {
+    const inputs = kind.withC ? ['a', 'b', 'c'] : ['a', 'b'];
+    s = createSession(
+      makeModel({
+        name: 'gemm64',
+        node: [node('Gemm', inputs, ['y'], 'gemm', { transB: kind.transB, alpha: { float: alpha }, beta: { float: 1 } })],
+        input: [
+          valueInfo('a', DataType.DOUBLE, ['m', 'k']),
+          valueInfo('b', DataType.DOUBLE, kind.transB ? ['n', 'k'] : ['k', 'n']),
+          ...(kind.withC ? [valueInfo('c', DataType.DOUBLE, ['m', 'n'])] : []),
+        ],
+        output: [valueInfo('y', DataType.DOUBLE, ['m', 'n'])],
+      }),
+    );
+    sessions.set(key, s);
+  }
+  return s;
 }
 
+/** Y = α · A · B (or A · Bᵀ with transB) (+ C), float64; A [m, k]. */
+async function gemm(a: Float64Array, m: number, k: number, b: Float64Array, n: number, o: { transB?: boolean; alpha?: number; c?: Float64Array } = {}): Promise<Float64Array> {
+  const transB = o.transB ? 1 : 0;
+  const session = await gemmSession({ transB, withC: !!o.c }, o.alpha ?? 1);
+  const feeds: Record<string, ort.Tensor> = { a: new ort.Tensor('float64', a, [m, k]), b: new ort.Tensor('float64', b, transB ? [n, k] : [k, n]) };
+  if (o.c) feeds.c = new ort.Tensor('float64', o.c, [m, n]);
+  return (await session.run(feeds)).y!.data as Float64Array;
+}
+
+/** Rows [r0, r1) x columns [c0, c1) of the [·, n] matrix `a`, as a contiguous matrix. */
 function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
   const w = c1 - c0;
   const out = new Float64Array((r1 - r0) * w);
@@ -33,72 +63,37 @@ function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c
   return out;
 }
 
-function transpose(x: Float64Array, rows: number, cols: number): Float64Array {
-  const t = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = x[r * cols + c]!;
-  return t;
+/** Write the contiguous [rows, w] matrix `src` into `a` ([·, n]) at (r0, c0). */
+function place(a: Float64Array, n: number, r0: number, c0: number, src: Float64Array, w: number): void {
+  for (let r = 0; r < src.length / w; r++) a.set(src.subarray(r * w, (r + 1) * w), (r0 + r) * n + c0);
 }
 
-/** In-place lower Cholesky factor of a symmetric positive-definite [n,n] matrix (upper triangle zeroed). */
-export async function choleskyLowerBlocked(a: Float64Array, n: number): Promise<void> {
-  for (let k0 = 0; k0 < n; k0 += BLOCK) {
-    const k1 = Math.min(k0 + BLOCK, n);
-    const b = k1 - k0;
-    const d = block(a, n, k0, k1, k0, k1);
-    choleskyLower(d, b);
-    for (let r = 0; r < b; r++) a.set(d.subarray(r * b, (r + 1) * b), (k0 + r) * n + k0);
-    if (k1 === n) break;
-    // Panel: L21 = A21 · L11⁻ᵀ, row by row (forward substitution).
-    const m = n - k1;
-    const l21 = block(a, n, k1, n, k0, k1);
-    for (let i = 0; i < m; i++) {
-      const ro = i * b;
-      for (let j = 0; j < b; j++) {
-        let s = l21[ro + j]!;
-        for (let t = 0; t < j; t++) s -= l21[ro + t]! * d[j * b + t]!;
-        l21[ro + j] = s / d[j * b + j]!;
-      }
-      a.set(l21.subarray(ro, ro + b), (k1 + i) * n + k0);
-    }
-    // Trailing update: A22 -= L21 · L21ᵀ.
-    const upd = await gemm(l21, m, b, transpose(l21, m, b), m);
-    for (let i = 0; i < m; i++) {
-      const ro = (k1 + i) * n + k1;
-      for (let j = 0; j <= i; j++) a[ro + j] -= upd[i * m + j]!;
-    }
+/** L⁻¹ for L the lower Cholesky factor of the symmetric positive-definite [n, n] `a` (its lower triangle is read). */
+export async function inverseCholeskyLower(a: Float64Array, n: number): Promise<Float64Array> {
+  if (n <= LEAF) {
+    const l = Float64Array.from(a);
+    choleskyLower(l, n);
+    return invertLower(l, n);
   }
-  for (let i = 0; i < n; i++) a.fill(0, i * n + i + 1, (i + 1) * n);
+  // Split on a multiple of 64 so the leaves keep whole vector-friendly widths.
+  const h = Math.ceil(n / 2 / 64) * 64;
+  const m = n - h;
+  const li11 = await inverseCholeskyLower(block(a, n, 0, h, 0, h), h);
+  const l21 = await gemm(block(a, n, h, n, 0, h), m, h, li11, h, { transB: true });
+  const s = await gemm(l21, m, h, l21, m, { transB: true, alpha: -1, c: block(a, n, h, n, h, n) });
+  const li22 = await inverseCholeskyLower(s, m);
+  const li21 = await gemm(li22, m, m, await gemm(l21, m, h, li11, h), h, { alpha: -1 });
+  const out = new Float64Array(n * n);
+  place(out, n, 0, 0, li11, h);
+  place(out, n, h, 0, li21, h);
+  place(out, n, h, h, li22, m);
+  return out;
 }
 
-/** Inverse of a lower-triangular [n,n] matrix (a new one), by row blocks: X[I,:i0] = -L_II⁻¹ · (L[I,:i0] · X[:i0,:i0]). */
-export async function invertLowerBlocked(l: Float64Array, n: number): Promise<Float64Array> {
-  const x = new Float64Array(n * n);
-  for (let i0 = 0; i0 < n; i0 += BLOCK) {
-    const i1 = Math.min(i0 + BLOCK, n);
-    const b = i1 - i0;
-    const dinv = invertLower(block(l, n, i0, i1, i0, i1), b);
-    for (let r = 0; r < b; r++) x.set(dinv.subarray(r * b, r * b + r + 1), (i0 + r) * n + i0);
-    if (i0 === 0) continue;
-    const prod = await gemm(block(l, n, i0, i1, 0, i0), b, i0, block(x, n, 0, i0, 0, i0), i0);
-    // X[I, :i0] = -Dinv · prod
-    for (let r = 0; r < b; r++) {
-      const out = (i0 + r) * n;
-      for (let t = 0; t <= r; t++) {
-        const c = -dinv[r * b + t]!;
-        if (c === 0) continue;
-        const po = t * i0;
-        for (let j = 0; j < i0; j++) x[out + j] += c * prod[po + j]!;
-      }
-    }
-  }
-  return x;
-}
-
-/** upperCholeskyOfInverse (sparsegpt.ts) with the blocked routines; `h` is consumed. */
+/** upperCholeskyOfInverse (sparsegpt.ts) with the products in onnxruntime; `h` is consumed. */
 export async function upperCholeskyOfInverseBlocked(h: Float64Array, n: number): Promise<Float64Array> {
   reverseSquare(h);
-  await choleskyLowerBlocked(h, n);
-  return reversedInverseToUpper(await invertLowerBlocked(h, n), n);
+  return reversedInverseToUpper(await inverseCholeskyLower(h, n), n);
 }
 
 /** The accumulator's prepared Hessian with the blocked factorisation, once per input. */

@@ -133,11 +133,21 @@ export function reversedInverseToUpper(mi: Float64Array, n: number): Float64Arra
   return u;
 }
 
-/** Sort idx[0..len) = from..from+len-1 by ascending v (ties: lower index first). */
-function smallestK(v: Float64Array, from: number, len: number, idx: Int32Array): void {
-  for (let i = 0; i < len; i++) idx[i] = from + i;
-  const sub = idx.subarray(0, len);
-  sub.sort((a, b) => v[a]! - v[b]! || a - b);
+/**
+ * Mark (mask[at + j] = 1) the k smallest of v[from..from+len) at offset `at` of the
+ * mask, ties going to the lower index: the first k of the indices sorted by (v, index).
+ * Found through the k-th smallest value from a native numeric sort of a copy (no
+ * comparator calls): all below it, then those equal to it in index order.
+ */
+export function markSmallest(v: Float64Array, from: number, len: number, k: number, sorted: Float64Array, mask: Uint8Array, at: number): void {
+  if (k <= 0) return;
+  const s = sorted.subarray(0, len);
+  s.set(v.subarray(from, from + len));
+  s.sort();
+  const kth = s[k - 1]!;
+  let left = k;
+  for (let j = from; j < from + len; j++) if (v[j]! < kth) (mask[at + j] = 1), left--;
+  for (let j = from; j < from + len && left > 0; j++) if (v[j] === kth) (mask[at + j] = 1), left--;
 }
 
 /** H⁻¹'s upper Cholesky factor after the reference's dead-input fix and dampening, and the dead inputs. */
@@ -281,15 +291,14 @@ export function* obsSteps(b: ObsBuffers, rows: number, cols: number, prep: Prepa
   // Dead inputs: W[:, j] = 0 (reference behaviour).
   for (let j = 0; j < cols; j++) if (prep.dead[j]) for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
   const tmp = new Float64Array(cols);
-  const idx = new Int32Array(Math.max(blockSize, m));
+  const sorted = new Float64Array(Math.max(blockSize, m));
   /** Mark the k smallest saliencies w² / [H⁻¹]²_jj of row offset `ro` among columns [from, from+len). */
   const prune = (ro: number, from: number, len: number, k: number) => {
     for (let j = from; j < from + len; j++) {
       const d = Hinv[j * cols + j]!;
       tmp[j] = (W[ro + j]! * W[ro + j]!) / (d * d);
     }
-    smallestK(tmp, from, len, idx);
-    for (let t = 0; t < k; t++) mask[ro + idx[t]!] = 1;
+    markSmallest(tmp, from, len, k, sorted, mask, ro);
   };
 
   for (let i1 = 0; i1 < cols; i1 += blockSize) {

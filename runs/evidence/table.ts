@@ -13,6 +13,13 @@ interface Result { model: string; sparsity: number; pattern: string; calibration
 
 const DIR = path.dirname(new URL(import.meta.url).pathname);
 const SETTINGS = [['u50', '50%'], ['u60', '60%'], ['u70', '70%'], ['2-4', '2:4'], ['4-8', '4:8']] as const;
+// Rows in one order everywhere: each method beside its layer-wise (+owl, +alloc) variant.
+const ORDER = ['magnitude', 'wanda', 'gblm', 'ria', 'pruner-zero', 'sparsegpt', 'metric', 'robust metric'];
+const rank = (m: string) => {
+  const base = m.replace(/\+(owl|alloc)$/, '');
+  return (ORDER.includes(base) ? ORDER.indexOf(base) : ORDER.length) * 2 + (m === base ? 0 : 1);
+};
+const byRank = (a: { method: string }, b: { method: string }) => rank(a.method) - rank(b.method);
 const pct = (t: Task | undefined, norm = false) => (t ? `${(100 * (norm ? t.acc_norm : t.acc)).toFixed(1)} ± ${(100 * (norm ? t.acc_norm_stderr : t.acc_stderr)).toFixed(1)}` : '');
 
 const out: string[] = ['# Held-out evidence on brown:test', '', 'Made by `runs/evidence/run.sh MODEL_DIR NAME` (one `symprune baselines --json` per setting; commands in `NAME.log`) and this file by `node --import tsx runs/evidence/table.ts > runs/evidence/README.md`. `metric` is the reference run\'s best metric (`runs/reference/best.json`, searched at 50% unstructured); `robust metric` the robust reference run\'s (`runs/reference-robust/best.json`, searched at 50% and 70% unstructured and 2:4 at once) and `robust metric+alloc` that metric with the layer-wise allocation searched for it (`runs/reference-robust/alloc.json`, commands with `ROBUST=1` in the log); `+owl` rows use OWL\'s layer-wise sparsity (M = 5, λ = 0.08). Zero-shot: percent, ± the standard error as lm-eval reports it.', ''];
@@ -35,7 +42,7 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
   if (runs.length === 0) continue;
   const first = runs[0]!.r;
   out.push(`## ${name}`, '', `Model \`${first.model.replace(/^.*?\/(models\/)/, '$1')}\`; ${first.calibration.mode} calibration on ${first.calibration.nsamples} × ${first.calibration.seqlen} tokens of ${first.calibration.data}; perplexity on ${first.eval.tokens} predicted tokens of brown:test. Settings not listed were not run. ${first.metric ? `metric = \`${first.metric}\`.` : ''}`, '');
-  const methods = [...new Set(runs.flatMap((x) => x.r.methods.map((m) => m.method)))];
+  const methods = [...new Set(runs.flatMap((x) => x.r.methods.map((m) => m.method)))].sort((a, b) => rank(a) - rank(b));
   out.push(`| perplexity | ${runs.map((x) => x.label).join(' | ')} |`, `| --- |${runs.map(() => ' ---: |').join('')}`);
   out.push(`| dense | ${runs.map((x) => x.r.dense.ppl.toFixed(2)).join(' | ')} |`);
   for (const m of methods) {
@@ -50,7 +57,7 @@ for (const name of fs.readdirSync(DIR).filter((d) => fs.statSync(path.join(DIR, 
     const tasks = Object.keys(r.dense.tasks ?? {});
     if (tasks.length === 0) continue;
     out.push(`### ${name}, ${label}: zero-shot`, '', `| method | ${tasks.map((t) => `${t} acc | ${t} acc_norm`).join(' | ')} |`, `| --- |${tasks.map(() => ' ---: | ---: |').join('')}`);
-    for (const row of [{ method: 'dense', tasks: r.dense.tasks }, ...r.methods]) out.push(`| ${row.method} | ${tasks.map((t) => `${pct(row.tasks?.[t])} | ${pct(row.tasks?.[t], true)}`).join(' | ')} |`);
+    for (const row of [{ method: 'dense', tasks: r.dense.tasks }, ...[...r.methods].sort(byRank)]) out.push(`| ${row.method} | ${tasks.map((t) => `${pct(row.tasks?.[t])} | ${pct(row.tasks?.[t], true)}`).join(' | ')} |`);
     out.push('');
   }
 }

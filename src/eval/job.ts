@@ -10,6 +10,7 @@ import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { loadTokens } from '../data/dataset.ts';
 import { loadModelGraph, modelSha256, resolveModel, type ModelDescription } from '../model/load.ts';
+import { openModelSource } from '../model/source.ts';
 import { encodeModel, type ModelProto } from '../onnx/proto.ts';
 import { readLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import { prunableLayers } from '../prune/prune-model.ts';
@@ -138,12 +139,30 @@ export function readStats(file: string, layers: PrunableLayer[], need: { G: bool
   return { G, X };
 }
 
+/** The largest model buffer a worker thread can be handed (Node's Buffer limit). */
+export const MAX_MODEL_BUFFER = 2 ** 32 - 1;
+
+/** float32 bytes of a model's weights, whatever the stored type (bfloat16 and float16 are widened in the workers); its weights are not read. */
+export async function float32WeightBytes(d: ModelDescription): Promise<number> {
+  const source = await openModelSource(d);
+  try {
+    return 4 * (source.model.graph?.initializer ?? []).reduce((a, t) => a + (t.dims ?? []).reduce((p: number, x) => p * Number(x), 1), 0);
+  } finally {
+    await source.close();
+  }
+}
+
 /**
  * Everything a worker needs for a job, found and checked: the model and statistics by
- * sha256, the fitness tokens by the hash of their ids. JobSpecError when it cannot.
+ * sha256, the fitness tokens by the hash of their ids. JobSpecError when it cannot, or when
+ * the model is too large to hand to the worker's thread (the search then runs block by block
+ * in its own process, without the queue).
  */
 export async function loadJob(spec: JobSpec, roots: readonly string[], opts: { threads?: number } = {}): Promise<WorkerInit> {
   const desc = await findModel(spec.model, roots);
+  const weights = await float32WeightBytes(desc);
+  if (weights > MAX_MODEL_BUFFER)
+    throw new JobSpecError(`model ${desc.modelPath} has ${(weights / 2 ** 30).toFixed(1)} GiB of float32 weights, over the 4 GiB a worker thread is handed in one buffer; search it without --queue (block by block)`);
   const statsPath = await findStatistics(spec.statistics, roots);
   const model = await loadModelGraph(desc);
   const layers = prunableLayers(model);

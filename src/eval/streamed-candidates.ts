@@ -60,6 +60,7 @@ class TaskTimeout extends Error {}
 /** Scores of one layer (a compiled tree, or a baseline's scorer). */
 type Scorer = (arrays: LayerArrays, l: PrunableLayer) => Float32Array;
 
+/** Masks sets parked before the scratch file starts afresh (a step's batch is a few candidates; each set is its model's weights in bits). */
 const MASK_SETS = 16;
 
 /** A model holding just these tensors, so readLayerWeight / writeLayerWeight work on a block's weights. */

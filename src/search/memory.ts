@@ -7,8 +7,8 @@
  * with its figure (streamedSearchBytes).
  */
 import { InputError } from '../errors.ts';
+import { float32WeightBytes, MAX_MODEL_BUFFER } from '../eval/job.ts';
 import { resolveModel } from '../model/load.ts';
-import { openModelSource } from '../model/source.ts';
 import { planSegments } from '../onnx/block-split.ts';
 import { tensorDims } from '../onnx/tensor.ts';
 import type { WeightSource } from '../onnx/weight-source.ts';
@@ -24,23 +24,10 @@ export function searchMemoryBytes(weightBytes: number, threads: number): number 
   return (3 + 4 * threads) * weightBytes;
 }
 
-/** The largest model buffer a worker thread can be handed (Node's Buffer limit). */
-const MAX_MODEL_BUFFER = 2 ** 32 - 1;
-
 /** How a search holds its model: `threads` local worker threads with the model in memory, or block by block. */
 export type SearchMemoryPlan = { kind: 'memory'; threads: number } | { kind: 'streamed'; weights: number; why: string };
 
 export const gib = (b: number): string => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
-
-/** float32 bytes of a model's weights, whatever the stored type (bfloat16 and float16 are widened in the workers). */
-async function float32WeightBytes(modelPath: string): Promise<number> {
-  const source = await openModelSource(resolveModel(modelPath));
-  try {
-    return 4 * (source.model.graph?.initializer ?? []).reduce((a, t) => a + (t.dims ?? []).reduce((p: number, d) => p * Number(d), 1), 0);
-  } finally {
-    await source.close();
-  }
-}
 
 /**
  * The plan for a search on `modelPath` with `threads` local worker threads (fewer when fewer
@@ -51,7 +38,7 @@ export async function planSearchMemory(
   modelPath: string,
   o: { threads: number; maxMemory: number; queue: boolean; flags: { workers: string }; log?: (l: string) => void },
 ): Promise<SearchMemoryPlan> {
-  const weights = await float32WeightBytes(modelPath);
+  const weights = await float32WeightBytes(resolveModel(modelPath));
   const fit = (t: number): boolean => weights <= MAX_MODEL_BUFFER && searchMemoryBytes(weights, t) <= o.maxMemory;
   if (o.queue) {
     if (weights > MAX_MODEL_BUFFER)

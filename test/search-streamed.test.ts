@@ -2,9 +2,10 @@
  * A search on a model over its memory budget evaluates candidates block by block
  * (src/eval/streamed-candidates.ts) instead of refusing: with a fixed seed it must give the
  * individuals, mask fingerprints, evaluations and baselines of the same search in memory
- * (perplexities within 1e-5 relative), on an ONNX model (two settings, G and X from a
- * statistics file) and on a bfloat16 Hugging Face folder (X computed block by block, SparseGPT
- * among the baselines). Real worker threads, onnxruntime and SQLite on tiny models.
+ * (perplexities within 1e-5 relative), on an ONNX model (two settings, G from a statistics
+ * file, X computed block by block) and on a bfloat16 Hugging Face folder (SparseGPT among the
+ * baselines); and the streamed evaluator answers each task as the in-memory worker does. Real
+ * worker threads, onnxruntime and SQLite on tiny models.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -42,10 +43,10 @@ const ready = (async () => {
   // Statistics with G: both runs read the same G and X, so their masks are the same bits.
   const layers = discoverLayers(model);
   const byName = new Map(layers.map((l) => [l.name, l]));
-  writeStatsFile(join(onnxDir, 'stats.safetensors'), layers, (l) => {
-    const w = readLayerWeight(model, byName.get(l.name)!);
-    return { G: w.map((v, i) => Math.abs(v) * (1 + (i % 7) * 0.1)), X: Float32Array.from({ length: l.in }, (_, c) => 1 + (c % 5) * 0.3) };
-  });
+  const G = (l: { name: string }) => readLayerWeight(model, byName.get(l.name)!).map((v, i) => Math.abs(v) * (1 + (i % 7) * 0.1));
+  writeStatsFile(join(onnxDir, 'stats.safetensors'), layers, (l) => ({ G: G(l), X: Float32Array.from({ length: l.in }, (_, c) => 1 + (c % 5) * 0.3) }));
+  // G alone: the search computes X and copies G into its own statistics file, one layer at a time.
+  writeStatsFile(join(onnxDir, 'g.safetensors'), layers, (l) => ({ G: G(l), X: null }), {}, { G: true, X: false });
   await makeCheckpoint(hfDir, { ...TINY, layers: 3 }, { dtype: 'BF16', seed: 5 });
   writeFileSync(join(hfDir, 'fit.bin'), structuredTokens(4096, 1));
   writeFileSync(join(hfDir, 'calib.bin'), structuredTokens(2048, 2));
@@ -139,15 +140,16 @@ function assertSameRun(streamed: RunView, inMemory: RunView): void {
   assert.ok(streamed.evaluations.some((e) => e.status === 'ok'), 'some perplexities paid');
 }
 
-test('an ONNX model over the budget, two settings, G and X from a file: block by block, the in-memory run', async () => {
+test('an ONNX model over the budget, two settings, G from a file, X computed: block by block, the in-memory run', async () => {
   await ready;
   const budget = await streamingBudget(onnxDir);
-  const settings = { ...settingsFields([{ sparsity: 0.6, pattern: 'unstructured' }, { sparsity: 0.5, pattern: '2:4' }]), stats: join(onnxDir, 'stats.safetensors'), baselines: ['magnitude', 'gblm'] };
+  const settings = { ...settingsFields([{ sparsity: 0.6, pattern: 'unstructured' }, { sparsity: 0.5, pattern: '2:4' }]), stats: join(onnxDir, 'g.safetensors'), baselines: ['magnitude', 'gblm'] };
   const gp = { terminals: ['W', 'G', 'X'] as GpOptions['terminals'] };
   const whole = await search('onnx-memory', onnxDir, Infinity, settings, gp);
   const streamed = await search('onnx-streamed', onnxDir, budget, settings, gp);
   assert.ok(!whole.lines.some((l) => l.includes('block by block')), whole.lines.join('\n'));
   assert.ok(streamed.lines.some((l) => l.startsWith('searching block by block')), streamed.lines.join('\n'));
+  assert.ok(streamed.lines.some((l) => l.startsWith('dense statistics block by block: X')) && !streamed.lines.some((l) => l.includes(': G of')), 'X computed, G from the file');
   const [a, b] = [read(streamed.db), read(whole.db)];
   assertSameRun(a, b);
   assert.ok(b.evaluations.some((e) => e.setting === '2:4') && b.evaluations.some((e) => e.setting === '0.6:unstructured'), 'both settings evaluated');

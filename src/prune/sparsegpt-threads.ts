@@ -87,6 +87,8 @@ function threadsFor(n: number): ObsThread[] {
 export async function closeSparseGptThreads(): Promise<void> {
   const all = pool;
   pool = [];
+  scratch.clear();
+  hinvCopied = null;
   await Promise.all(all.map((t) => t.terminate()));
 }
 
@@ -105,28 +107,50 @@ export function threadsForLayer(rows: number, cols: number, threads: number | un
   return rows * cols * cols < MIN_THREADED_WORK ? 1 : threadsForRows(rows, threads);
 }
 
-const sharedCopies = new WeakMap<Float64Array, Float64Array>();
-
-/** `a` in a SharedArrayBuffer (itself when it already is), so threads read it without copies. */
-function shared(a: Float64Array): Float64Array {
-  if (a.buffer instanceof SharedArrayBuffer) return a;
-  let s = sharedCopies.get(a);
-  if (!s) {
-    s = new Float64Array(new SharedArrayBuffer(a.byteLength));
-    s.set(a);
-    sharedCopies.set(a, s);
+/**
+ * The shared memory handed to the threads, one grow-only buffer per use, reused from
+ * layer to layer: an idle thread frees what it was sent only when it collects garbage,
+ * so fresh buffers per layer would pile up over a model's blocks.
+ */
+const scratch = new Map<string, SharedArrayBuffer>();
+function sharedMemory(name: string, bytes: number): SharedArrayBuffer {
+  let b = scratch.get(name);
+  if (!b || b.byteLength < bytes) {
+    b = new SharedArrayBuffer(bytes);
+    scratch.set(name, b);
   }
-  return s;
+  return b;
 }
 
+/** H⁻¹'s factor in shared memory, copied once for consecutive layers of one input (q/k/v, gate/up). */
+let hinvCopied: WeakRef<Float64Array> | null = null;
+function sharedHinv(hinv: Float64Array): Float64Array {
+  const buf = sharedMemory('hinv', hinv.byteLength);
+  const view = new Float64Array(buf, 0, hinv.length);
+  if (hinvCopied?.deref() !== hinv) {
+    view.set(hinv);
+    hinvCopied = new WeakRef(hinv);
+  }
+  return view;
+}
+
+let busy: Promise<unknown> = Promise.resolve();
+
 /** sparseGptPrepared on worker threads (same result, bit for bit, as with the same lazy update in one thread). */
-export async function sparseGptThreaded(w: Float32Array, rows: number, prep: PreparedHessian, opts: SparseGptOptions, how: ThreadOptions): Promise<SparseGptResult> {
+export function sparseGptThreaded(w: Float32Array, rows: number, prep: PreparedHessian, opts: SparseGptOptions, how: ThreadOptions): Promise<SparseGptResult> {
+  // One layer at a time: the threads and the shared memory serve one layer.
+  const run = busy.then(() => threadedLayer(w, rows, prep, opts, how));
+  busy = run.catch(() => {});
+  return run;
+}
+
+async function threadedLayer(w: Float32Array, rows: number, prep: PreparedHessian, opts: SparseGptOptions, how: ThreadOptions): Promise<SparseGptResult> {
   const cols = prep.cols;
   const blockSize = opts.blockSize ?? 128;
-  const b = obsBuffers(w, rows, cols, blockSize, true);
+  const b = obsBuffers(w, rows, cols, blockSize, sharedMemory);
   const n = threadsForRows(rows, how.threads);
   const threads = threadsFor(n);
-  const hinv = shared(prep.hinv);
+  const hinv = sharedHinv(prep.hinv);
   threads.forEach((t) => t.hold(true));
   try {
     await Promise.all(
@@ -150,5 +174,7 @@ export async function sparseGptThreaded(w: Float32Array, rows: number, prep: Pre
   } finally {
     threads.forEach((t) => t.hold(false));
   }
-  return finishObs(b, w);
+  // The mask's memory is reused by the next layer: hand out a copy.
+  const r = finishObs(b, w);
+  return { mask: r.mask.slice(), loss: r.loss };
 }

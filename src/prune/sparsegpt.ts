@@ -126,9 +126,9 @@ export function reverseSquare(h: Float64Array): void {
   }
 }
 
-/** U = P M⁻¹ P from M⁻¹ (lower triangular), in shared memory so worker threads read it without a copy. */
+/** U = P M⁻¹ P from M⁻¹ (lower triangular). */
 export function reversedInverseToUpper(mi: Float64Array, n: number): Float64Array {
-  const u = new Float64Array(new SharedArrayBuffer(8 * n * n));
+  const u = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = mi[i * n + j]!;
   return u;
 }
@@ -231,13 +231,17 @@ export interface ObsBuffers {
   loss: Float64Array;
 }
 
-/** Buffers for `rows` x `cols` weights (in SharedArrayBuffers when `shared`), W filled from `w`. */
-export function obsBuffers(w: Float32Array, rows: number, cols: number, blockSize: number, shared = false): ObsBuffers {
+/**
+ * Buffers for `rows` x `cols` weights, W filled from `w`, mask and loss zeroed; `memory`
+ * gives the memory of each (at least the bytes asked; default: new ArrayBuffers).
+ */
+export function obsBuffers(w: Float32Array, rows: number, cols: number, blockSize: number, memory: (name: keyof ObsBuffers, bytes: number) => ArrayBufferLike = (_, bytes) => new ArrayBuffer(bytes)): ObsBuffers {
   if (w.length !== rows * cols) throw new Error(`sparseGpt: ${w.length} weights for [${rows},${cols}]`);
-  const buf = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
-  const W = new Float64Array(buf(8 * rows * cols));
+  const W = new Float64Array(memory('W', 8 * rows * cols), 0, rows * cols);
   W.set(w);
-  return { W, mask: new Uint8Array(buf(rows * cols)), err: new Float64Array(buf(8 * rows * blockSize)), loss: new Float64Array(buf(8 * rows)) };
+  const mask = new Uint8Array(memory('mask', rows * cols), 0, rows * cols).fill(0);
+  const loss = new Float64Array(memory('loss', 8 * rows), 0, rows).fill(0);
+  return { W, mask, err: new Float64Array(memory('err', 8 * rows * blockSize), 0, rows * blockSize), loss };
 }
 
 /** The rows [r0, r1) of `b` (views of the same memory). */

@@ -114,12 +114,14 @@ test('bad --db inputs and a changed configuration: one line, exit 2, nothing tou
     assert.equal(r.status, 2);
     assert.match(r.stderr, /folder is not writable|cannot create anything in/);
   }
-  // Input that fails after the database opened (a missing data file) leaves nothing behind.
-  const late = join(dir, 'late.sqlite');
+  // Input that fails after the database opened (a missing data file) leaves nothing behind,
+  // not even the folder made for it.
+  const late = join(dir, 'made', 'late.sqlite');
   const lateRun = cli(small().map((a) => (a === db ? late : a === join(dir, 'fit.bin') ? join(dir, 'missing.bin') : a)));
   assert.equal(lateRun.status, 2);
   assert.match(lateRun.stderr, /missing\.bin/);
   assert.ok(!existsSync(late), 'a database the failed search created is removed');
+  assert.ok(!existsSync(join(dir, 'made')), 'and the folder made for it');
   const badPattern = cli(small(['--pattern', '3:4']).map((a) => (a === db ? late : a)));
   assert.equal(badPattern.status, 2);
   assert.match(badPattern.stderr, /--pattern 3:4/);

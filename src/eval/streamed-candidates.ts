@@ -20,10 +20,10 @@
  * is not cut short.
  */
 import { createHash, type Hash } from 'node:crypto';
-import type { TensorProto, ModelProto } from '../onnx/proto.ts';
+import type { TensorProto } from '../onnx/proto.ts';
 import { planSegments, type SegmentSpec } from '../onnx/block-split.ts';
 import type { WeightSource } from '../onnx/weight-source.ts';
-import { readLayerWeight, writeLayerWeight, type PrunableLayer } from '../prune/discover.ts';
+import { readLayerWeight, viewOf, writeLayerWeight, type PrunableLayer } from '../prune/discover.ts';
 import type { LayerStatsFile } from '../prune/stats-file.ts';
 import { ScratchFloats } from '../prune/scratch-floats.ts';
 import { maskScores, scoreLayer, ScoreScratch, type LayerArrays, type MaskSpec } from '../prune/score.ts';
@@ -62,11 +62,6 @@ type Scorer = (arrays: LayerArrays, l: PrunableLayer) => Float32Array;
 
 /** Masks sets parked before the scratch file starts afresh (a step's batch is a few candidates; each set is its model's weights in bits). */
 const MASK_SETS = 16;
-
-/** A model holding just these tensors, so readLayerWeight / writeLayerWeight work on a block's weights. */
-function viewOf(tensors: TensorProto[]): ModelProto {
-  return { graph: { initializer: tensors } } as ModelProto;
-}
 
 /** Whether a tree reads G (else its layers' G is not read from disk). */
 export function readsG(t: Tree): boolean {

@@ -9,12 +9,12 @@
  * depth; memory is one block's weights plus the carried states.
  */
 import { InputError } from '../errors.ts';
-import type { ModelProto, TensorProto } from '../onnx/proto.ts';
+import type { TensorProto } from '../onnx/proto.ts';
 import { SegmentStream, type StreamOptions } from '../onnx/segment-stream.ts';
 import type { WeightSource } from '../onnx/weight-source.ts';
 import type { PruneMethod } from './baselines.ts';
 import { instrumentModel, StatsCollector, type CollectedStats, type Instrumented } from './calibration.ts';
-import { readLayerWeight, writeLayerWeight, type PrunableLayer } from './discover.ts';
+import { readLayerWeight, viewOf, writeLayerWeight, type PrunableLayer } from './discover.ts';
 import type { LayerStats } from './layer-stats.ts';
 import { pruneLayerWeight, type LayerReport } from './prune-layer.ts';
 import { ScoreScratch, type MaskSpec } from './score.ts';
@@ -46,11 +46,6 @@ export interface BlockPruneResult {
 export function blocksOf(layers: PrunableLayer[]): PrunableLayer[][] {
   const keys = [...new Set(layers.map((l) => l.block))].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
   return keys.map((k) => layers.filter((l) => l.block === k));
-}
-
-/** A model holding just these tensors, so readLayerWeight / writeLayerWeight work on a block's weights. */
-function viewOf(tensors: TensorProto[]): ModelProto {
-  return { graph: { initializer: tensors } } as ModelProto;
 }
 
 /** Prune every layer of `o.layers` block by block (see the file comment). */

@@ -145,6 +145,11 @@ function layerTensor(model: ModelProto, layer: PrunableLayer): TensorProto {
   return t;
 }
 
+/** A model holding just these tensors, so readLayerWeight / writeLayerWeight work on a block's weights. */
+export function viewOf(tensors: TensorProto[]): ModelProto {
+  return { graph: { initializer: tensors } } as ModelProto;
+}
+
 /** The layer's weight in PyTorch layout [out, in], as float32 (FLOAT16 is widened). */
 export function readLayerWeight(model: ModelProto, layer: PrunableLayer): Float32Array {
   const stored = tensorToFloat32(layerTensor(model, layer));

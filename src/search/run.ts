@@ -132,7 +132,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   try {
     lock = acquireWriterLock(o.db);
   } catch (e) {
-    removeNewDatabase(o.db, true, madeDirs);
+    removeMadeDirs(madeDirs);
     throw e;
   }
   const dbExisted = existsSync(o.db);
@@ -140,8 +140,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   try {
     opened = openRun(o.db, requested, { resume, modelPath: model.modelPath, versions: versions(), names }, full);
   } catch (e) {
-    removeNewDatabase(o.db, dbExisted, madeDirs);
+    removeNewDatabase(o.db, dbExisted);
     lock.release();
+    removeMadeDirs(madeDirs);
     throw e;
   }
   const { settings } = opened;
@@ -157,6 +158,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
   const markNow = (): void => store?.setStatus('interrupted');
   o.stopNow?.addEventListener('abort', markNow);
   let runner: TaskRunner | undefined;
+  let removed = false;
   try {
     if (opened.finished) return summarize(store, o.db, 'finished', true, null, performance.now() - t0);
     const checkHashes = (h: DataHashes): void => {
@@ -206,7 +208,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     if (store) store.setStatus(e instanceof InputError ? 'interrupted' : 'failed', (e as Error).message ?? String(e));
     else {
       opened.db.close();
-      removeNewDatabase(o.db, dbExisted, madeDirs); // no run was created: leave nothing behind
+      removeNewDatabase(o.db, dbExisted); // no run was created: leave nothing behind
+      removed = true;
     }
     throw e;
   } finally {
@@ -214,15 +217,17 @@ export async function runSearch(o: SearchOptions): Promise<SearchSummary> {
     if (runner) await runner.close();
     if (opened.db.open) opened.db.close();
     lock.release();
+    if (removed) removeMadeDirs(madeDirs);
   }
 }
 
-/**
- * Remove a database this call created (with its WAL files) when no run went into it, and the
- * folders made for it when they are empty. Called by the lock holder only, before it lets go.
- */
-function removeNewDatabase(db: string, existed: boolean, madeDirs: string[]): void {
+/** Remove a database this call created (with its WAL files) when no run went into it. Called by the lock holder only, before it lets go. */
+function removeNewDatabase(db: string, existed: boolean): void {
   if (!existed) for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${db}${suffix}`, { force: true });
+}
+
+/** Remove the folders made for a database, innermost first, while they are empty (after the lock file went with the lock). */
+function removeMadeDirs(madeDirs: string[]): void {
   for (const d of [...madeDirs].reverse()) {
     try {
       rmdirSync(d);

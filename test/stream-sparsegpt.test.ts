@@ -43,7 +43,7 @@ test('SparseGPT on a wide layer: the float32 onnxruntime lazy update gives the f
 });
 
 test('blocked factor of H⁻¹ (onnxruntime products) equals the plain JavaScript one', async () => {
-  const n = 600; // more than two blocks of 256, the last one partial
+  const n = 600; // over twice the recursion's leaf size (256): two levels of halving before the leaves
   const h = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) h[i * n + j] = gram[i * cols + j]! + (i === j ? 1 : 0);
   const plain = upperCholeskyOfInverse(Float64Array.from(h), n);

@@ -94,10 +94,11 @@ test('SparseGPT threads: a failure in a thread is reported, and the next layer r
   const rows = 130;
   const cols = 40;
   const acc = accumulator(cols, 80, 'fail', []);
+  const H = acc.hessian();
   // A block size that is not a multiple of M is refused inside the threads' loop.
   await assert.rejects(sparseGptThreaded(Float32Array.from(weights(rows * cols, 'f')), rows, acc.prepared(), { sparsity: 0.5, n: 2, m: 3, blockSize: 16 }, { threads: 2, lazy: 'js' }), /not a multiple of M=3/);
   const ref = Float32Array.from(weights(rows * cols, 'f'));
-  const r = sparseGpt(ref, rows, cols, acc.hessian(), { sparsity: 0.5 });
+  const r = sparseGpt(ref, rows, cols, H, { sparsity: 0.5 });
   const w = Float32Array.from(weights(rows * cols, 'f'));
   const t = await sparseGptThreaded(w, rows, acc.prepared(), { sparsity: 0.5 }, { threads: 2, lazy: 'js' });
   assertSame({ w, mask: t.mask, loss: t.loss }, { w: ref, mask: r.mask, loss: r.loss }, 'after the failure');
@@ -127,4 +128,19 @@ test('mask choice: the k smallest with ties to the lower index, as a sort of (va
     markSmallest(v, from, len, k, sorted, got, 10);
     assert.deepEqual(got, want, `len ${len}, k ${k}`);
   }
+});
+
+test("Hessians in shared memory: a released accumulator's memory serves the next block's, zeroed, and cannot be used after", async () => {
+  const cols = 24;
+  const a = new HessianAccumulator(cols);
+  assert.ok(a.gram.buffer instanceof SharedArrayBuffer);
+  a.add(new Float64Array(cols * cols).fill(1), 1);
+  const buf = a.gram.buffer;
+  a.release();
+  assert.throws(() => a.add(new Float64Array(cols * cols), 1), /after release/);
+  assert.throws(() => a.prepared(), /after release/);
+  const b = new HessianAccumulator(cols);
+  assert.equal(b.gram.buffer, buf, 'the same memory, handed out again');
+  assert.ok(b.gram.every((v) => v === 0));
+  assert.notEqual(new HessianAccumulator(cols).gram.buffer, buf, 'only once while in use');
 });

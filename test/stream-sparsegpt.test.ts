@@ -56,11 +56,14 @@ test('blocked factor of H⁻¹ (onnxruntime products) equals the plain JavaScrip
   for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(blocked[i * n + j], 0);
   const acc = new HessianAccumulator(cols);
   acc.add(gram, 8);
+  const H = acc.hessian();
   const a = await preparedBlocked(acc);
   assert.equal(await preparedBlocked(acc), a, 'once per input');
+  assert.equal(a.hinv, acc.gram, "the factor is made in the accumulator's own memory");
+  assert.throws(() => acc.add(gram, 1), /consumed/);
   const w = Float32Array.from(w0);
   const ref = Float32Array.from(w0);
-  const r = sparseGpt(ref, rows, cols, acc.hessian(), { sparsity: 0.5 });
+  const r = sparseGpt(ref, rows, cols, H, { sparsity: 0.5 });
   const b = await sparseGptPrepared(w, rows, a, { sparsity: 0.5 }, lazyUpdateJs);
   let flips = 0;
   for (let i = 0; i < r.mask.length; i++) flips += r.mask[i] !== b.mask[i] ? 1 : 0;

@@ -106,6 +106,8 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
       });
       progress('prune', ++done, o.layers.length);
     }
+    // The block's Hessians (SparseGPT) are done with: their shared memory serves the next block.
+    for (const g of new Set(collected?.gram.values())) g.release();
     if (stream && spec && !oneShot) await timed('calibration', () => stream.run(spec, { tensors }));
     if (stream) next = segIndex + 1;
     const names = new Set(group.map((l) => l.initializer));

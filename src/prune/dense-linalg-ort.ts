@@ -8,7 +8,8 @@
  *   L11⁻¹ = rec(A11),  L21 = A21 · L11⁻ᵀ,  S = A22 − L21 · L21ᵀ,  L22⁻¹ = rec(S),
  *   L⁻¹ = [[L11⁻¹, 0], [−L22⁻¹ · L21 · L11⁻¹, L22⁻¹]],
  * down to blocks of at most LEAF, factored and inverted in JavaScript. Copies are
- * O(n² log n); nothing but the products is O(n³).
+ * O(n² log n); nothing but the products is O(n³). The factor is made in the Hessian's
+ * own memory.
  */
 import { makeModel, node, valueInfo } from '../onnx/graph-build.ts';
 import { DataType } from '../onnx/proto.ts';
@@ -68,38 +69,41 @@ function place(a: Float64Array, n: number, r0: number, c0: number, src: Float64A
   for (let r = 0; r < src.length / w; r++) a.set(src.subarray(r * w, (r + 1) * w), (r0 + r) * n + c0);
 }
 
-/** L⁻¹ for L the lower Cholesky factor of the symmetric positive-definite [n, n] `a` (its lower triangle is read). */
+/**
+ * L⁻¹ for L the lower Cholesky factor of the symmetric positive-definite [n, n] `a`
+ * (its lower triangle is read), written over `a` and returned: each quarter of `a` is
+ * read for the last time before its part of L⁻¹ is placed there, so the only other
+ * memory is the quarter-sized pieces of the recursion.
+ */
 export async function inverseCholeskyLower(a: Float64Array, n: number): Promise<Float64Array> {
   if (n <= LEAF) {
-    const l = Float64Array.from(a);
-    choleskyLower(l, n);
-    return invertLower(l, n);
+    choleskyLower(a, n);
+    a.set(invertLower(a, n));
+    return a;
   }
   // Split on a multiple of 64 so the leaves keep whole vector-friendly widths.
   const h = Math.ceil(n / 2 / 64) * 64;
   const m = n - h;
   const li11 = await inverseCholeskyLower(block(a, n, 0, h, 0, h), h);
+  place(a, n, 0, 0, li11, h);
   const l21 = await gemm(block(a, n, h, n, 0, h), m, h, li11, h, { transB: true });
-  const s = await gemm(l21, m, h, l21, m, { transB: true, alpha: -1, c: block(a, n, h, n, h, n) });
-  const li22 = await inverseCholeskyLower(s, m);
-  const li21 = await gemm(li22, m, m, await gemm(l21, m, h, li11, h), h, { alpha: -1 });
-  const out = new Float64Array(n * n);
-  place(out, n, 0, 0, li11, h);
-  place(out, n, h, 0, li21, h);
-  place(out, n, h, h, li22, m);
-  return out;
+  const li22 = await inverseCholeskyLower(await gemm(l21, m, h, l21, m, { transB: true, alpha: -1, c: block(a, n, h, n, h, n) }), m);
+  place(a, n, h, h, li22, m);
+  place(a, n, h, 0, await gemm(li22, m, m, await gemm(l21, m, h, li11, h), h, { alpha: -1 }), h);
+  for (let r = 0; r < h; r++) a.fill(0, r * n + h, (r + 1) * n);
+  return a;
 }
 
-/** upperCholeskyOfInverse (sparsegpt.ts) with the products in onnxruntime; `h` is consumed. */
+/** upperCholeskyOfInverse (sparsegpt.ts) with the products in onnxruntime; `h` is consumed and becomes the factor. */
 export async function upperCholeskyOfInverseBlocked(h: Float64Array, n: number): Promise<Float64Array> {
   reverseSquare(h);
-  return reversedInverseToUpper(await inverseCholeskyLower(h, n), n);
+  return reversedInverseToUpper(await inverseCholeskyLower(h, n));
 }
 
 /** The accumulator's prepared Hessian with the blocked factorisation, once per input. */
 export function preparedBlocked(acc: HessianAccumulator, percDamp = 0.01): Promise<PreparedHessian> {
   return acc.prepareWith(`ort:${percDamp}`, async () => {
-    const H = acc.hessian();
+    const H = acc.takeHessian();
     const dead = dampHessian(H, acc.cols, percDamp);
     return { cols: acc.cols, dead, hinv: await upperCholeskyOfInverseBlocked(H, acc.cols) };
   });

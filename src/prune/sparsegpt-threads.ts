@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { finishObs, obsBuffers, obsRows, type PreparedHessian, type SparseGptOptions, type SparseGptResult } from './sparsegpt.ts';
 import { lazyUpdateOrt } from './sparsegpt-ort.ts';
 import type { Reply, StartRequest, StepReply, StepRequest } from './sparsegpt-worker.ts';
+import { dropIdleShared } from './shared-pool.ts';
 
 const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './sparsegpt-worker-entry.mjs' : './sparsegpt-worker.js', import.meta.url);
 
@@ -88,6 +89,7 @@ export async function closeSparseGptThreads(): Promise<void> {
   const all = pool;
   pool = [];
   scratch.clear();
+  dropIdleShared();
   hinvCopied = null;
   await Promise.all(all.map((t) => t.terminate()));
 }
@@ -122,9 +124,10 @@ function sharedMemory(name: string, bytes: number): SharedArrayBuffer {
   return b;
 }
 
-/** H⁻¹'s factor in shared memory, copied once for consecutive layers of one input (q/k/v, gate/up). */
+/** H⁻¹'s factor in shared memory: as it is when made there (HessianAccumulator), else copied once for consecutive layers of one input (q/k/v, gate/up). */
 let hinvCopied: WeakRef<Float64Array> | null = null;
 function sharedHinv(hinv: Float64Array): Float64Array {
+  if (hinv.buffer instanceof SharedArrayBuffer) return hinv;
   const buf = sharedMemory('hinv', hinv.byteLength);
   const view = new Float64Array(buf, 0, hinv.length);
   if (hinvCopied?.deref() !== hinv) {

@@ -12,6 +12,8 @@
  * reference exactly (per row, per M consecutive columns, chosen on the updated weights).
  */
 
+import { giveBackShared, sharedBuffer } from './shared-pool.ts';
+
 export interface SparseGptOptions {
   /** Fraction of weights pruned per row (unstructured). Ignored for N:M. */
   sparsity: number;
@@ -31,15 +33,24 @@ export interface SparseGptResult {
   loss: number;
 }
 
-/** Accumulates the input Gram matrix Σ x xᵀ of a layer over calibration sequences. */
+/**
+ * Accumulates the input Gram matrix Σ x xᵀ of a layer over calibration sequences.
+ * Preparing it (prepared, prepareWith + takeHessian) turns the sum into H⁻¹'s factor
+ * in its own memory: a 5632-wide input's matrix is 254 MB, and a copy per step of the
+ * preparation is what kept SparseGPT's peak memory over a 1B checkpoint's size.
+ */
 export class HessianAccumulator {
+  /** In shared memory, so that worker threads read the factor made here without a copy. */
   readonly gram: Float64Array;
   nsamples = 0;
+  private taken = false;
+  private released = false;
   constructor(readonly cols: number) {
-    this.gram = new Float64Array(cols * cols);
+    this.gram = new Float64Array(sharedBuffer(8 * cols * cols));
   }
   /** Add a Gram block Σ_t x_t x_tᵀ computed over `sequences` sequences. */
   add(gram: ArrayLike<number>, sequences: number): void {
+    this.check();
     const g = this.gram;
     for (let i = 0; i < g.length; i++) g[i] += gram[i]!;
     this.nsamples += sequences;
@@ -47,19 +58,39 @@ export class HessianAccumulator {
   private readonly prep = new Map<string, PreparedHessian | Promise<PreparedHessian>>();
   /** The prepared Hessian, computed once (by `how`, default plain JavaScript) for all layers reading this input. */
   prepared(percDamp = 0.01): PreparedHessian {
-    return this.prepareWith(`js:${percDamp}`, () => prepareHessian(this.hessian(), this.cols, percDamp)) as PreparedHessian;
+    return this.prepareWith(`js:${percDamp}`, () => prepareHessian(this.takeHessian(), this.cols, percDamp)) as PreparedHessian;
   }
   /** Memoised preparation under `key` (e.g. an onnxruntime-backed one for wide layers). */
   prepareWith<T extends PreparedHessian | Promise<PreparedHessian>>(key: string, make: () => T): T {
     if (!this.prep.has(key)) this.prep.set(key, make());
     return this.prep.get(key) as T;
   }
-  /** H = (2/n) Σ x xᵀ with n the number of sequences, the reference's scaling. */
+  /** H = (2/n) Σ x xᵀ with n the number of sequences, the reference's scaling (a copy). */
   hessian(): Float64Array {
-    const h = new Float64Array(this.gram.length);
+    this.check();
+    return this.scaled(new Float64Array(this.gram.length));
+  }
+  /** H as hessian(), made in the accumulator's own memory for a preparation to consume: nothing can be added or taken after. */
+  takeHessian(): Float64Array {
+    this.check();
+    this.taken = true;
+    return this.scaled(this.gram);
+  }
+  private scaled(h: Float64Array): Float64Array {
     const s = this.nsamples > 0 ? 2 / this.nsamples : 0;
     for (let i = 0; i < h.length; i++) h[i] = this.gram[i]! * s;
     return h;
+  }
+  /** Give the memory back for the next block's accumulators; nothing of this one (sum or preparation) may be used after. */
+  release(): void {
+    if (this.released) return;
+    this.released = this.taken = true;
+    this.prep.clear();
+    giveBackShared(this.gram.buffer as SharedArrayBuffer);
+  }
+  private check(): void {
+    if (this.released) throw new Error('HessianAccumulator: used after release');
+    if (this.taken) throw new Error('HessianAccumulator: the sum was consumed by its preparation');
   }
 }
 
@@ -114,7 +145,7 @@ export function invertLower(l: Float64Array, n: number): Float64Array {
 export function upperCholeskyOfInverse(h: Float64Array, n: number): Float64Array {
   reverseSquare(h);
   choleskyLower(h, n);
-  return reversedInverseToUpper(invertLower(h, n), n);
+  return reversedInverseToUpper(invertLower(h, n));
 }
 
 /** Reverse the rows and columns of a square matrix in place: (PHP)_ij = H_{n-1-i, n-1-j}. */
@@ -126,11 +157,13 @@ export function reverseSquare(h: Float64Array): void {
   }
 }
 
-/** U = P M⁻¹ P from M⁻¹ (lower triangular). */
-export function reversedInverseToUpper(mi: Float64Array, n: number): Float64Array {
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) u[(n - 1 - i) * n + (n - 1 - j)] = mi[i * n + j]!;
-  return u;
+/**
+ * U = P M⁻¹ P from M⁻¹ (lower triangular, zeros above the diagonal), in place: on the
+ * row-major array, reversing rows and columns is reversing the whole array.
+ */
+export function reversedInverseToUpper(mi: Float64Array): Float64Array {
+  reverseSquare(mi);
+  return mi;
 }
 
 /**

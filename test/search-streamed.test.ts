@@ -30,6 +30,8 @@ import { resolveModel } from '../src/model/load.ts';
 import { openModelSource } from '../src/model/source.ts';
 import { openDatabase } from '../src/store/schema.ts';
 import type { GpOptions } from '../src/search/settings.ts';
+import { sympruneSync } from './support/spawn-cli.ts';
+import { assertConsistent, dump, sameSearch, searchKilledAt } from './support/search-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'symprune-search-streamed-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -232,4 +234,29 @@ test('the streamed evaluator answers each task as the in-memory worker does: fin
   assert.match((wrong as { error: string }).error, /differ from the coordinator's/);
   const late = await streamed.run({ kind: 'dense', maxTokens: 1024, timeoutMs: 1e-9 });
   assert.equal(late.status, 'timeout');
+});
+
+test('a search block by block killed with SIGKILL and resumed loses nothing and matches the uninterrupted run', async () => {
+  await ready;
+  const budget = await streamingBudget(onnxDir);
+  const args = (db: string) => ['search', '--model', onnxDir, '--fitness-data', join(onnxDir, 'fit.bin'), '--data', join(onnxDir, 'calib.bin'), '--nsamples', String(NSAMPLES), '--seqlen', String(SEQLEN), '--seed', '7', '--population', '6', '--batch', '2', '--iterations', '6', '--eval-tokens', String(EVAL_TOKENS), '--short-fraction', '0.25', '--baselines', 'magnitude', '--max-memory', String(budget), '--db', db];
+  const refDb = join(dir, 'resume-ref.sqlite');
+  const ref = sympruneSync(args(refDb));
+  assert.equal(ref.status, 0, ref.stderr);
+  assert.match(ref.stdout + ref.stderr, /searching block by block/);
+  const refLog = dump(refDb);
+  assertConsistent(refLog);
+
+  const db = join(dir, 'resume-killed.sqlite');
+  const atKill = await searchKilledAt(args(db), db, 4);
+  assert.ok(atKill, 'the run reached 4 evaluations before it finished');
+  assert.equal(atKill.runs[0]!.status, 'running');
+  assert.ok(atKill.progress.length < refLog.progress.length, 'killed part way');
+  const res = sympruneSync(['search', '--db', db, '--resume', '--max-memory', String(budget)]);
+  assert.equal(res.status, 0, res.stderr);
+  assert.match(res.stdout + res.stderr, /searching block by block/);
+  const after = dump(db);
+  assertConsistent(after);
+  for (const e of atKill.evaluations) assert.deepEqual(after.evaluations.find((x) => x.id === e.id), e, 'nothing committed before the kill changed');
+  sameSearch(after, refLog);
 });

@@ -129,18 +129,3 @@ test('mask choice: the k smallest with ties to the lower index, as a sort of (va
     assert.deepEqual(got, want, `len ${len}, k ${k}`);
   }
 });
-
-test("Hessians in shared memory: a released accumulator's memory serves the next block's, zeroed, and cannot be used after", async () => {
-  const cols = 24;
-  const a = new HessianAccumulator(cols);
-  assert.ok(a.gram.buffer instanceof SharedArrayBuffer);
-  a.add(new Float64Array(cols * cols).fill(1), 1);
-  const buf = a.gram.buffer;
-  a.release();
-  assert.throws(() => a.add(new Float64Array(cols * cols), 1), /after release/);
-  assert.throws(() => a.prepared(), /after release/);
-  const b = new HessianAccumulator(cols);
-  assert.equal(b.gram.buffer, buf, 'the same memory, handed out again');
-  assert.ok(b.gram.every((v) => v === 0));
-  assert.notEqual(new HessianAccumulator(cols).gram.buffer, buf, 'only once while in use');
-});

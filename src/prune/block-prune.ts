@@ -18,6 +18,7 @@ import { readLayerWeight, viewOf, writeLayerWeight, type PrunableLayer } from '.
 import type { LayerStats } from './layer-stats.ts';
 import { pruneLayerWeight, type LayerReport } from './prune-layer.ts';
 import { ScoreScratch, type MaskSpec } from './score.ts';
+import { closeSparseGptThreads } from './sparsegpt-threads.ts';
 
 export type CalibrationMode = 'one-shot' | 'sequential';
 
@@ -106,8 +107,11 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
       });
       progress('prune', ++done, o.layers.length);
     }
-    // The block's Hessians (SparseGPT) are done with: their shared memory serves the next block.
-    for (const g of new Set(collected?.gram.values())) g.release();
+    // SparseGPT's threads keep the views they were sent of this block's Hessians (shared
+    // memory, 355 MB for a 1B block) alive until they collect garbage, which idle threads
+    // never do: ending them lets the memory go before the block runs again pruned.
+    collected = null;
+    if (o.method.kind === 'sparsegpt') await closeSparseGptThreads();
     if (stream && spec && !oneShot) await timed('calibration', () => stream.run(spec, { tensors }));
     if (stream) next = segIndex + 1;
     const names = new Set(group.map((l) => l.initializer));

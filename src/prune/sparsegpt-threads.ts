@@ -6,15 +6,15 @@
  * lazy update: 'js' (float64, each thread on its rows) or 'ort' (the float32
  * onnxruntime product over all rows, on the main thread between column blocks).
  *
- * The threads are started once per process and kept, unreferenced while idle so they
- * never hold the process open; closeSparseGptThreads() ends them.
+ * The threads are started when a layer needs them and kept, unreferenced while idle so
+ * they never hold the process open, until closeSparseGptThreads() ends them (pruneBlocks
+ * does after each block, so that the block's Hessians can be freed).
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { finishObs, obsBuffers, obsRows, type PreparedHessian, type SparseGptOptions, type SparseGptResult } from './sparsegpt.ts';
 import { lazyUpdateOrt } from './sparsegpt-ort.ts';
 import type { Reply, StartRequest, StepReply, StepRequest } from './sparsegpt-worker.ts';
-import { dropIdleShared } from './shared-pool.ts';
 
 const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './sparsegpt-worker-entry.mjs' : './sparsegpt-worker.js', import.meta.url);
 
@@ -89,7 +89,6 @@ export async function closeSparseGptThreads(): Promise<void> {
   const all = pool;
   pool = [];
   scratch.clear();
-  dropIdleShared();
   hinvCopied = null;
   await Promise.all(all.map((t) => t.terminate()));
 }

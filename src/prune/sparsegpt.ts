@@ -12,8 +12,6 @@
  * reference exactly (per row, per M consecutive columns, chosen on the updated weights).
  */
 
-import { giveBackShared, sharedBuffer } from './shared-pool.ts';
-
 export interface SparseGptOptions {
   /** Fraction of weights pruned per row (unstructured). Ignored for N:M. */
   sparsity: number;
@@ -44,9 +42,8 @@ export class HessianAccumulator {
   readonly gram: Float64Array;
   nsamples = 0;
   private taken = false;
-  private released = false;
   constructor(readonly cols: number) {
-    this.gram = new Float64Array(sharedBuffer(8 * cols * cols));
+    this.gram = new Float64Array(new SharedArrayBuffer(8 * cols * cols));
   }
   /** Add a Gram block Σ_t x_t x_tᵀ computed over `sequences` sequences. */
   add(gram: ArrayLike<number>, sequences: number): void {
@@ -81,15 +78,7 @@ export class HessianAccumulator {
     for (let i = 0; i < h.length; i++) h[i] = this.gram[i]! * s;
     return h;
   }
-  /** Give the memory back for the next block's accumulators; nothing of this one (sum or preparation) may be used after. */
-  release(): void {
-    if (this.released) return;
-    this.released = this.taken = true;
-    this.prep.clear();
-    giveBackShared(this.gram.buffer as SharedArrayBuffer);
-  }
   private check(): void {
-    if (this.released) throw new Error('HessianAccumulator: used after release');
     if (this.taken) throw new Error('HessianAccumulator: the sum was consumed by its preparation');
   }
 }

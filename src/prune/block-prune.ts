@@ -19,6 +19,7 @@ import type { LayerStats } from './layer-stats.ts';
 import { pruneLayerWeight, type LayerReport } from './prune-layer.ts';
 import { ScoreScratch, type MaskSpec } from './score.ts';
 import { closeSparseGptThreads } from './sparsegpt-threads.ts';
+import { collectGarbage } from './collect-garbage.ts';
 
 export type CalibrationMode = 'one-shot' | 'sequential';
 
@@ -109,9 +110,13 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
     }
     // SparseGPT's threads keep the views they were sent of this block's Hessians (shared
     // memory, 355 MB for a 1B block) alive until they collect garbage, which idle threads
-    // never do: ending them lets the memory go before the block runs again pruned.
+    // never do: ending them, then collecting, lets the memory go before the block runs
+    // again pruned.
     collected = null;
-    if (o.method.kind === 'sparsegpt') await closeSparseGptThreads();
+    if (o.method.kind === 'sparsegpt') {
+      await closeSparseGptThreads();
+      collectGarbage();
+    }
     if (stream && spec && !oneShot) await timed('calibration', () => stream.run(spec, { tensors }));
     if (stream) next = segIndex + 1;
     const names = new Set(group.map((l) => l.initializer));

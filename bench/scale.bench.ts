@@ -115,8 +115,8 @@ export async function run(): Promise<void> {
     const wanda = commands.has('wanda') ? measure(['prune', '--model', view, '--method', 'wanda', '--calibration', 'sequential', ...CAL, ...BUDGET, '--format', 'onnx', '--out', out, '--json']) : null;
     if (wanda) console.log(`[${n} blocks] prune wanda sequential: ${fmt(wanda)}`);
     const fwd = typeof ev?.json?.seconds === 'number' ? (ev.json.seconds as number) : NaN;
-    const cal = wanda ? (prunedSeconds(wanda)?.calibration ?? NaN) : NaN;
-    if (ev && wanda) perBlock.push({ n, forward: fwd, calibration: cal });
+    const wandaS = wanda && prunedSeconds(wanda);
+    if (ev && wanda) perBlock.push({ n, forward: fwd, calibration: wandaS?.calibration ?? NaN });
     let onnxEval: Measured | null = null;
     if (wanda?.code === 0) {
       const bytes = fs.statSync(path.join(out, 'model.onnx.data')).size;
@@ -129,8 +129,7 @@ export async function run(): Promise<void> {
       sgpt = measure(['prune', '--model', view, '--method', 'sparsegpt', ...CAL, ...BUDGET, '--format', 'onnx', '--out', out, '--json']);
       const s = prunedSeconds(sgpt);
       console.log(`[${n} blocks] prune sparsegpt: ${fmt(sgpt)}${s ? ` (calibration ${s.calibration.toFixed(1)} s, pruning ${s.prune.toFixed(1)} s)` : ''}`);
-      const w = wanda && prunedSeconds(wanda);
-      const wandaPart = s && w ? `, wanda ${(w.prune / n).toFixed(1)} s (calibration ${(w.calibration / n).toFixed(1)} s), ratio ${(s.prune / w.prune).toFixed(1)}x` : '';
+      const wandaPart = s && wandaS ? `, wanda ${(wandaS.prune / n).toFixed(1)} s (calibration ${(wandaS.calibration / n).toFixed(1)} s), ratio ${(s.prune / wandaS.prune).toFixed(1)}x` : '';
       if (s) sgptPerBlock.push(`  ${n} blocks: sparsegpt ${(s.prune / n).toFixed(1)} s (calibration ${(s.calibration / n).toFixed(1)} s)${wandaPart}`);
     }
     let stats: Measured | null = null;
@@ -141,7 +140,6 @@ export async function run(): Promise<void> {
     }
     // SCALE_KEEP=1 keeps the deepest pruned float32 ONNX (over 4 GiB at 22 blocks) to run other commands on.
     if (!(process.env.SCALE_KEEP && n === deepest && !sgpt)) fs.rmSync(out, { recursive: true, force: true });
-    const wandaS = wanda && prunedSeconds(wanda);
     rows.push(
       `| ${n} | ${(sizeN / 1e9).toFixed(2)} | ${ev ? fmt(ev) : '-'} | ${wanda ? fmt(wanda) : '-'} | ${wandaS ? (wandaS.calibration / fwd).toFixed(2) : '-'} | ${sgpt ? fmt(sgpt) : '-'} | ${stats ? fmt(stats) : '-'} | ${onnxEval ? fmt(onnxEval) : '-'} |`,
     );

@@ -18,8 +18,7 @@ import { readLayerWeight, viewOf, writeLayerWeight, type PrunableLayer } from '.
 import type { LayerStats } from './layer-stats.ts';
 import { pruneLayerWeight, type LayerReport } from './prune-layer.ts';
 import { ScoreScratch, type MaskSpec } from './score.ts';
-import { closeSparseGptThreads } from './sparsegpt-threads.ts';
-import { collectGarbage } from './collect-garbage.ts';
+import { releaseSparseGptBlock } from './sparsegpt-threads.ts';
 
 export type CalibrationMode = 'one-shot' | 'sequential';
 
@@ -108,15 +107,9 @@ export async function pruneBlocks(source: WeightSource, o: BlockPruneOptions): P
       });
       progress('prune', ++done, o.layers.length);
     }
-    // SparseGPT's threads keep the views they were sent of this block's Hessians (shared
-    // memory, 355 MB for a 1B block) alive until they collect garbage, which idle threads
-    // never do: ending them, then collecting, lets the memory go before the block runs
-    // again pruned.
+    // The block's statistics (SparseGPT's Hessians) go before the block runs again pruned.
     collected = null;
-    if (o.method.kind === 'sparsegpt') {
-      await closeSparseGptThreads();
-      collectGarbage();
-    }
+    if (o.method.kind === 'sparsegpt') await releaseSparseGptBlock();
     if (stream && spec && !oneShot) await timed('calibration', () => stream.run(spec, { tensors }));
     if (stream) next = segIndex + 1;
     const names = new Set(group.map((l) => l.initializer));

@@ -8,13 +8,14 @@
  *
  * The threads are started when a layer needs them and kept, unreferenced while idle so
  * they never hold the process open, until closeSparseGptThreads() ends them (pruneBlocks
- * does after each block, so that the block's Hessians can be freed).
+ * does after each block through releaseSparseGptBlock).
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { finishObs, obsBuffers, obsRows, type PreparedHessian, type SparseGptOptions, type SparseGptResult } from './sparsegpt.ts';
 import { lazyUpdateOrt } from './sparsegpt-ort.ts';
 import type { Reply, StartRequest, StepReply, StepRequest } from './sparsegpt-worker.ts';
+import { collectGarbage } from './collect-garbage.ts';
 
 const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './sparsegpt-worker-entry.mjs' : './sparsegpt-worker.js', import.meta.url);
 
@@ -91,6 +92,18 @@ export async function closeSparseGptThreads(): Promise<void> {
   scratch.clear();
   hinvCopied = null;
   await Promise.all(all.map((t) => t.terminate()));
+}
+
+/**
+ * After a block: the threads keep the views they were sent of the block's shared
+ * Hessians (355 MB for a 1B block) alive until they collect garbage, which idle threads
+ * never do; ending them, then collecting, frees that memory before the block runs again
+ * pruned. Nothing to do when no thread ran (small layers).
+ */
+export async function releaseSparseGptBlock(): Promise<void> {
+  if (pool.length === 0) return;
+  await closeSparseGptThreads();
+  collectGarbage();
 }
 
 /** All cores when `threads` is 0 or absent. */
